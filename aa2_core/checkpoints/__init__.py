@@ -1,0 +1,1 @@
+"""Reading, detecting, converting and writing checkpoints."""
