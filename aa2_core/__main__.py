@@ -5,7 +5,7 @@ import sys
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"convert": "aa2_core.checkpoints.convert"}
+    commands = {"check": "aa2_core.check", "convert": "aa2_core.checkpoints.convert"}
     if not argv or argv[0] not in commands:
         print(f"usage: python -m aa2_core {{{','.join(commands)}}} ...")
         return 2
