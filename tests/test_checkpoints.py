@@ -229,3 +229,34 @@ def test_converter_cli(tmp_path, moore_files):
     assert load_pose_guider(str(out)).conv_out.weight.shape[0] == 32
     assert convert_file(moore_files["motion_module"], str(tmp_path)).endswith("motion_module.safetensors")
     assert os.path.getsize(tmp_path / "motion_module.safetensors") > 0
+
+
+# ---- SD1.5 as ComfyUI users have it ------------------------------------------------------------------
+def test_sd15_single_file_and_diffusers_folder(tmp_path):
+    """A tiny SD1.5 single-file checkpoint (LDM keys, VAE inside) and a diffusers folder load the same weights."""
+    from ldm_layout import unet_to_ldm, vae_to_ldm
+
+    from aa2_core.checkpoints.loaders import load_unet
+    from aa2_core.tiny import tiny_unet
+
+    unet, vae = tiny_unet(11), tiny_vae(12)
+    single = {**unet_to_ldm(unet.state_dict()), **vae_to_ldm(vae.state_dict(), prefix="first_stage_model.")}
+    single["cond_stage_model.transformer.text_model.embeddings.position_ids"] = torch.arange(77)[None]
+    save_file({k: v.contiguous() for k, v in single.items()}, str(tmp_path / "tiny_sd15.safetensors"))
+    assert detect.kind_of(single) == "sd15_single_file"
+
+    loaded_unet, motion = load_unet(str(tmp_path / "tiny_sd15.safetensors"))
+    assert not motion
+    same_tensors(loaded_unet.state_dict(), unet.state_dict())
+    loaded_vae = load_vae(str(tmp_path / "tiny_sd15.safetensors"))
+    same_tensors(loaded_vae.state_dict(), vae.state_dict())
+
+    unet.save_pretrained(str(tmp_path / "sd15" / "unet"))
+    vae.save_pretrained(str(tmp_path / "sd15" / "vae"))
+    folder_unet, _ = load_unet(str(tmp_path / "sd15"))
+    same_tensors(folder_unet.state_dict(), unet.state_dict())
+    same_tensors(load_vae(str(tmp_path / "sd15")).state_dict(), vae.state_dict())
+
+    # standalone LDM VAE file (vae-ft-mse-840000-ema-pruned layout)
+    save_file({k: v.contiguous() for k, v in vae_to_ldm(vae.state_dict()).items()}, str(tmp_path / "vae-ft-mse.safetensors"))
+    same_tensors(load_vae(str(tmp_path / "vae-ft-mse.safetensors")).state_dict(), vae.state_dict())

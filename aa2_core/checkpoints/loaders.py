@@ -195,7 +195,7 @@ def load_vae(path: str) -> AutoencoderKL:
         kind = detect.kind_of(sd)
         if kind in ("vae_ldm", "sd15_single_file"):
             original = {"model": {"params": {"first_stage_config": {"params": {"ddconfig": detect.vae_ldm_params(sd)}}}}}
-            config = create_vae_diffusers_config_from_ldm(original, sd, image_size=512)
+            config = create_vae_diffusers_config_from_ldm(original, sd)
             sd = convert_ldm_vae_checkpoint(sd, config)
         elif kind == "vae_diffusers":
             config = _vae_diffusers_config(sd)
