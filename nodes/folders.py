@@ -1,0 +1,42 @@
+"""ComfyUI model folders the pack reads: its own ``animate_anyone2`` plus core and AnimateDiff ones."""
+
+from __future__ import annotations
+
+import os
+
+AA2_FOLDER = "animate_anyone2"
+MOTION_FOLDERS = (AA2_FOLDER, "animatediff_models")
+
+
+def register_model_folders() -> None:
+    """Add ``models/animate_anyone2`` (and ``animatediff_models`` if no other pack did) to ``folder_paths``."""
+    try:
+        import folder_paths
+    except ImportError:  # imported outside ComfyUI (tests, tools)
+        return
+    for name in (AA2_FOLDER, "animatediff_models"):
+        if name not in folder_paths.folder_names_and_paths:
+            folder_paths.folder_names_and_paths[name] = ([os.path.join(folder_paths.models_dir, name)], set(folder_paths.supported_pt_extensions))
+
+
+def files_in(*folders: str) -> list[str]:
+    import folder_paths
+
+    names: list[str] = []
+    for folder in folders:
+        if folder in folder_paths.folder_names_and_paths:
+            names += [n for n in folder_paths.get_filename_list(folder) if n not in names]
+    return names
+
+
+def full_path(node: str, input_name: str, filename: str, folders: tuple[str, ...]) -> str:
+    """Resolve a COMBO choice to a path, or say which node, input and folders were searched."""
+    import folder_paths
+
+    for folder in folders:
+        if folder in folder_paths.folder_names_and_paths:
+            path = folder_paths.get_full_path(folder, filename)
+            if path:
+                return path
+    searched = ", ".join(f"models/{f}" for f in folders)
+    raise FileNotFoundError(f"{node}: {input_name} '{filename}' was not found in {searched}")

@@ -1,0 +1,74 @@
+"""Contract of every node class: literal AA2 ids, INPUT_TYPES shape and tooltips, RETURN_TYPES, FUNCTION.
+
+ComfyUI is not needed: the pack is imported as a package the way ComfyUI imports custom nodes, and
+``folder_paths`` (ComfyUI's module) is replaced by a small stand-in listing a few file names.
+"""
+
+import ast
+import importlib.util
+import os
+import sys
+import types
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def pack(monkeypatch_module):
+    fake = types.ModuleType("folder_paths")
+    fake.folder_names_and_paths = {"animate_anyone2": (["/x"], set()), "animatediff_models": (["/y"], set())}
+    fake.get_filename_list = lambda folder: {"animate_anyone2": ["denoising_unet.pth", "aa2.safetensors"],
+                                             "animatediff_models": ["mm_sd_v15_v2.ckpt"]}[folder]
+    monkeypatch_module.setitem(sys.modules, "folder_paths", fake)
+    spec = importlib.util.spec_from_file_location("aa2_pack", os.path.join(ROOT, "__init__.py"), submodule_search_locations=[ROOT])
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch_module.setitem(sys.modules, "aa2_pack", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def test_ids_are_prefixed_literals(pack):
+    assert pack.NODE_CLASS_MAPPINGS and set(pack.NODE_DISPLAY_NAME_MAPPINGS) == set(pack.NODE_CLASS_MAPPINGS)
+    source = open(os.path.join(ROOT, "nodes", "__init__.py")).read()
+    mapping = next(n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Assign) and n.targets[0].id == "NODE_CLASS_MAPPINGS")
+    assert all(isinstance(k, ast.Constant) and k.value.startswith("AA2") for k in mapping.value.keys)
+
+
+def test_node_classes_follow_v1_contract(pack):
+    for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
+        spec = cls.INPUT_TYPES()
+        assert set(spec) <= {"required", "optional", "hidden"} and "required" in spec, node_id
+        for section in ("required", "optional"):
+            for name, entry in spec.get(section, {}).items():
+                assert isinstance(entry, tuple) and 1 <= len(entry) <= 2, (node_id, name)
+                assert isinstance(entry[0], (list, str)), (node_id, name)
+                assert len(entry) == 2 and entry[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
+        assert isinstance(cls.RETURN_TYPES, tuple)
+        assert len(getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES)) == len(cls.RETURN_TYPES)
+        assert callable(getattr(cls, cls.FUNCTION)), node_id
+        assert cls.CATEGORY.startswith("AnimateAnyone2"), node_id
+
+
+def test_loader_lists_files_from_both_motion_folders(pack):
+    spec = pack.NODE_CLASS_MAPPINGS["AA2ModelLoader"].INPUT_TYPES()
+    assert spec["required"]["motion_module"][0] == ["denoising_unet.pth", "aa2.safetensors", "mm_sd_v15_v2.ckpt"]
+    assert spec["optional"]["aa2_modules"][0][0] == "none"
+
+
+def test_core_never_imports_comfy():
+    for folder, _, files in os.walk(os.path.join(ROOT, "aa2_core")):
+        for name in files:
+            if name.endswith(".py"):
+                tree = ast.parse(open(os.path.join(folder, name)).read())
+                for node in ast.walk(tree):
+                    mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                    assert not any(m.split(".")[0] in ("comfy", "folder_paths", "nodes") for m in mods), (name, mods)
