@@ -1,0 +1,1 @@
+"""Conditions from the driving video: environment, objects, pose."""

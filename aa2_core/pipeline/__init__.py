@@ -1,0 +1,1 @@
+"""Sampling: schedulers, the denoising loop, long-video stitching."""
