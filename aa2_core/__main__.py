@@ -5,7 +5,11 @@ import sys
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"check": "aa2_core.check", "convert": "aa2_core.checkpoints.convert"}
+    commands = {
+        "animate": "aa2_core.pipeline.animate_cli",
+        "check": "aa2_core.check",
+        "convert": "aa2_core.checkpoints.convert",
+    }
     if not argv or argv[0] not in commands:
         print(f"usage: python -m aa2_core {{{','.join(commands)}}} ...")
         return 2
