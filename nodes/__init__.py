@@ -1,11 +1,21 @@
 """Thin ComfyUI node classes over ``aa2_core``."""
 
+from .conditioning import AA2PoseCondition, AA2ReferenceNet, AA2StitchingOptions
 from .loaders import AA2ModelLoader
+from .sampler import AA2Sampler
 
 NODE_CLASS_MAPPINGS = {
     "AA2ModelLoader": AA2ModelLoader,
+    "AA2ReferenceNet": AA2ReferenceNet,
+    "AA2PoseCondition": AA2PoseCondition,
+    "AA2StitchingOptions": AA2StitchingOptions,
+    "AA2Sampler": AA2Sampler,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
     "AA2ModelLoader": "AA2 Model Loader (Animate Anyone)",
+    "AA2ReferenceNet": "AA2 ReferenceNet",
+    "AA2PoseCondition": "AA2 Pose Condition",
+    "AA2StitchingOptions": "AA2 Stitching Options",
+    "AA2Sampler": "AA2 Sampler",
 }

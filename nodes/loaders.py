@@ -25,6 +25,7 @@ class AA2ModelLoader:
             },
             "optional": {
                 "aa2_modules": (["none"] + aa2, {"default": "none", "tooltip": "trained Animate Anyone 2 modules (.safetensors written by the trainer); none = untrained, an exact no-op"}),
+                "image_encoder": (["none"] + files_in("clip_vision"), {"default": "none", "tooltip": "image encoder used by AA2 ReferenceNet when no CLIP_VISION is connected: sd-image-variations image_encoder (models/clip_vision)"}),
             },
         }
 
@@ -34,12 +35,13 @@ class AA2ModelLoader:
     CATEGORY = "AnimateAnyone2/loaders"
     DESCRIPTION = "Loads Animate Anyone (Moore) weights and wraps them for ComfyUI's model management."
 
-    def load(self, denoising_unet, reference_unet, pose_guider, motion_module, fusion_blocks, dtype, aa2_modules="none"):
+    def load(self, denoising_unet, reference_unet, pose_guider, motion_module, fusion_blocks, dtype, aa2_modules="none", image_encoder="none"):
         import comfy.model_management as mm
         import comfy.model_patcher
 
         from ..aa2_core.checkpoints.aa2_file import apply_aa2_parts, load_aa2_file
-        from ..aa2_core.checkpoints.loaders import load_denoising_net, load_pose_modulation, load_reference_net
+        from ..aa2_core.models.image_encoder import ImageEncoder
+        from ..aa2_core.checkpoints.loaders import load_clip_vision, load_denoising_net, load_pose_modulation, load_reference_net
 
         node = "AA2 Model Loader"
         denoising = load_denoising_net(
@@ -58,10 +60,15 @@ class AA2ModelLoader:
 
         device, offload = mm.get_torch_device(), mm.unet_offload_device()
         torch_dtype = compute_dtype(dtype, device)
-        patchers = {}
-        for name, model in (("denoising", denoising), ("reference", reference), ("pose", pose)):
-            patchers[name] = comfy.model_patcher.ModelPatcher(model.to(torch_dtype), load_device=device, offload_device=offload)
-        return ({"patchers": patchers, "dtype": torch_dtype, "fusion_blocks": fusion_blocks},)
+        models = {"denoising": denoising, "reference": reference, "pose": pose}
+        if image_encoder != "none":
+            clip = load_clip_vision(full_path(node, "image_encoder", image_encoder, ("clip_vision",)))
+            models["image_encoder"] = ImageEncoder(clip)
+        patchers = {
+            name: comfy.model_patcher.ModelPatcher(model.to(torch_dtype), load_device=device, offload_device=offload)
+            for name, model in models.items()
+        }
+        return ({"patchers": patchers, "dtype": torch_dtype, "fusion_blocks": fusion_blocks, "aa2_trained": aa2_modules != "none"},)
 
 
 def compute_dtype(choice: str, device):

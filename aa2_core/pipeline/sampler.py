@@ -35,6 +35,7 @@ class Conditions:
     environment_latents: torch.Tensor | None = None  # (F, 4, h, w) scaled latents of the environment frames
     environment_mask: torch.Tensor | None = None  # (F, h, w) 1 where the character is generated
     object_latents: torch.Tensor | None = None  # (F, 4, h, w) scaled latents of the object frames
+    reference_tokens: dict | None = None  # ReferenceNet output, when it already ran (the ReferenceNet node)
 
     @property
     def num_frames(self) -> int:
@@ -62,7 +63,7 @@ class SamplerSettings:
 @dataclass
 class Models:
     denoising: DenoisingNet
-    reference: ReferenceNet
+    reference: ReferenceNet | None  # may be None when Conditions carry reference tokens
     pose: PoseModulation
 
 
@@ -102,9 +103,11 @@ class Sampler:
         s, f = self.settings, conditions.num_frames
         noise = initial_noise(conditions, s.seed) if noise is None else noise.float().cpu()
         context = conditions.image_embeds.to(self.device, self.dtype)
-        reference = self.models.denoising.reference_kv(
-            self.models.reference(conditions.reference_latents.to(self.device, self.dtype), context)
-        )
+        tokens = conditions.reference_tokens
+        if tokens is None:
+            tokens = self.models.reference(conditions.reference_latents.to(self.device, self.dtype), context)
+        tokens = {k: v.to(self.device, self.dtype) for k, v in tokens.items()}
+        reference = self.models.denoising.reference_kv(tokens)
         self._state = dict(context=context, reference=reference, noise=noise)
         # schedulers that add noise inside a step (LCM) draw it from here, on the CPU, seeded
         self._step_generator = torch.Generator("cpu").manual_seed(s.seed + 1)

@@ -1,0 +1,86 @@
+"""Our nodes inside the real ComfyUI (in-process): the whole chain runs, progress ticks, Cancel stops it."""
+
+import pytest
+import torch
+
+from conftest import comfyui_path
+
+comfyui_path()
+
+
+def sd_vae(comfy_sd):
+    """A ComfyUI VAE with the real SD layout and random weights (ComfyUI fixes the SD VAE's channel sizes)."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2, latent_channels=4)
+    return comfy_sd.VAE(sd=vae.state_dict())
+
+
+@pytest.fixture(scope="module")
+def chain(comfy):
+    nodes, _ = comfy
+    import comfy.sd
+
+    m = nodes.NODE_CLASS_MAPPINGS
+    (model,) = m["AA2ModelLoader"]().load("denoising_unet.pth", "reference_unet.pth", "pose_guider.pth",
+                                           "motion_module.pth", "full", "fp32", image_encoder="image_encoder.safetensors")
+    vae = sd_vae(comfy.sd)
+    ref_image = torch.rand(1, 80, 72, 3)
+    (reference,) = m["AA2ReferenceNet"]().encode(model, vae, ref_image, 64, 64)
+    return m, model, vae, reference
+
+
+def test_all_our_nodes_are_registered(comfy):
+    nodes, _ = comfy
+    ours = [k for k in nodes.NODE_CLASS_MAPPINGS if k.startswith("AA2")]
+    assert {"AA2ModelLoader", "AA2ReferenceNet", "AA2PoseCondition", "AA2Sampler", "AA2StitchingOptions"} <= set(ours)
+
+
+def test_full_chain_three_clips(chain):
+    m, model, vae, reference = chain
+    frames = 10
+    (pose,) = m["AA2PoseCondition"]().build(torch.rand(frames, 64, 64, 3))
+    (stitch,) = m["AA2StitchingOptions"]().build("motion_frames", 4, 1, 2, "pyramid")
+    env = torch.rand(frames, 64, 64, 3)
+    mask = torch.zeros(frames, 64, 64)
+    mask[:, 16:48, 20:44] = 1
+    (latent,) = m["AA2Sampler"]().sample(model, reference, pose, vae, 7, 2, 3.5, "ddim", "moore", True, 1,
+                                         environment=env, environment_mask=mask, stitching=stitch)
+    assert latent["samples"].shape == (frames, 4, 8, 8) and latent["samples"].device.type == "cpu"
+    decoded = vae.decode(latent["samples"])
+    assert decoded.shape == (frames, 64, 64, 3)
+
+
+def test_progress_ticks_and_cancel_mid_sampling(chain):
+    import comfy.model_management as mm
+    import comfy.utils
+
+    m, model, vae, reference = chain
+    (pose,) = m["AA2PoseCondition"]().build(torch.rand(4, 64, 64, 3))
+    ticks = []
+
+    def hook(value, total, preview, prompt_id=None, node_id=None):
+        ticks.append((value, total))
+        if value == 2:
+            mm.interrupt_current_processing(True)
+
+    comfy.utils.set_progress_bar_global_hook(hook)
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            m["AA2Sampler"]().sample(model, reference, pose, vae, 0, 5, 1.0, "ddim", "moore", False, 0)
+    finally:
+        comfy.utils.set_progress_bar_global_hook(None)
+        mm.interrupt_current_processing(False)
+    assert ticks[:2] == [(1, 5), (2, 5)] and len(ticks) == 2  # stopped at the next step
+
+
+def test_bad_input_names_node_and_input(chain):
+    m, model, vae, reference = chain
+    (pose,) = m["AA2PoseCondition"]().build(torch.rand(4, 64, 64, 3))
+    with pytest.raises(ValueError, match="AA2 Sampler: environment_mask has 3 frames but the pose sequence has 4"):
+        m["AA2Sampler"]().sample(model, reference, pose, vae, 0, 1, 1.0, "ddim", "moore", True, 0,
+                                 environment=torch.rand(4, 64, 64, 3), environment_mask=torch.zeros(3, 64, 64))
+    with pytest.raises(ValueError, match="alpha channel"):
+        m["AA2ReferenceNet"]().encode(model, vae, torch.rand(1, 64, 64, 4), 64, 64)
