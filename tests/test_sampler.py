@@ -47,7 +47,8 @@ def test_cfg_one_is_the_conditional_branch_and_matches_a_plain_loop(models):
     net, ref, pose = models.denoising, models.reference, models.pose
     sch = make_scheduler("ddim", "moore")
     sch.set_timesteps(3)
-    kv = net.reference_kv(ref(cond.reference_latents, cond.image_embeds))
+    tokens = ref(cond.reference_latents, cond.image_embeds)
+    kv = net.reference_kv({k: v.half().float() for k, v in tokens.items()})  # Moore's fp16 hand-over
     features = pose(cond.skeleton.permute(0, 3, 1, 2), None, num_frames=4)
     x = initial_noise(cond, 0)
     for t in sch.timesteps:

@@ -57,6 +57,9 @@ class SamplerSettings:
     environment_mode: bool = True  # keep the driving video's scene outside the formulated mask (no AA2 weights needed)
     aa2_environment_input: bool = False  # feed environment latents + mask to the (trained) AA2 conv_in branch
     cfg_batch: bool = True  # run the CFG branches as one batch (faster) or one after the other (less memory)
+    # Moore-AnimateAnyone hands the reference tokens to the denoiser in fp16 whatever the compute dtype;
+    # rounding them the same way gives the same pictures as its pipeline
+    reference_token_dtype: torch.dtype | None = torch.float16
     extra: dict = field(default_factory=dict)
 
 
@@ -106,7 +109,8 @@ class Sampler:
         tokens = conditions.reference_tokens
         if tokens is None:
             tokens = self.models.reference(conditions.reference_latents.to(self.device, self.dtype), context)
-        tokens = {k: v.to(self.device, self.dtype) for k, v in tokens.items()}
+        round_to = s.reference_token_dtype or self.dtype
+        tokens = {k: v.to(self.device, round_to).to(self.dtype) for k, v in tokens.items()}
         reference = self.models.denoising.reference_kv(tokens)
         self._state = dict(context=context, reference=reference, noise=noise)
         # schedulers that add noise inside a step (LCM) draw it from here, on the CPU, seeded

@@ -1,0 +1,227 @@
+"""Writes the example workflows (ComfyUI UI format) and their JPG thumbnails into workflows/.
+
+    python scripts/build_workflows.py
+
+Each workflow is described below as nodes with widget values and links; this script lays them out,
+numbers links the way the frontend does, and draws a small thumbnail of the graph. Widget values follow
+each node's INPUT_TYPES order (tests/integration checks them against the live ComfyUI /object_info).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "workflows")
+
+MODEL_NOTE = """Model files (ComfyUI/models/...):
+- animate_anyone2/: denoising_unet.pth, reference_unet.pth, pose_guider.pth, motion_module.pth (Moore-AnimateAnyone release)
+- clip_vision/: image_encoder.safetensors (sd-image-variations-diffusers image_encoder/model.safetensors, renamed)
+- vae/: sd-vae-ft-mse.safetensors (stabilityai/sd-vae-ft-mse)
+- optional animate_anyone2/aa2_modules.safetensors (trained Animate Anyone 2 modules; choose it in AA2 Model Loader)
+Convert .pth to .safetensors once with: python -m aa2_core convert models/animate_anyone2/*.pth"""
+
+# socket (non-widget) outputs and inputs of every node type used, in slot order
+SOCKETS = {
+    "LoadImage": ([], [("IMAGE", "IMAGE"), ("MASK", "MASK")]),
+    "LoadVideo": ([], [("VIDEO", "VIDEO")]),
+    "GetVideoComponents": ([("video", "VIDEO")], [("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT")]),
+    "ImageToMask": ([("image", "IMAGE")], [("MASK", "MASK")]),
+    "VAELoader": ([], [("VAE", "VAE")]),
+    "VAEDecode": ([("samples", "LATENT"), ("vae", "VAE")], [("IMAGE", "IMAGE")]),
+    "CreateVideo": ([("images", "IMAGE"), ("audio", "AUDIO")], [("VIDEO", "VIDEO")]),
+    "SaveVideo": ([("video", "VIDEO")], []),
+    "Note": ([], []),
+    "AA2ModelLoader": ([], [("aa2_model", "AA2_MODEL")]),
+    "AA2ReferenceNet": ([("aa2_model", "AA2_MODEL"), ("vae", "VAE"), ("reference_image", "IMAGE"), ("clip_vision", "CLIP_VISION")], [("reference", "AA2_REFERENCE")]),
+    "AA2PoseCondition": ([("pose_images", "IMAGE"), ("depth", "IMAGE")], [("pose", "AA2_POSE")]),
+    "AA2StitchingOptions": ([], [("stitching", "AA2_STITCH")]),
+    "AA2Sampler": (
+        [("aa2_model", "AA2_MODEL"), ("reference", "AA2_REFERENCE"), ("pose", "AA2_POSE"), ("vae", "VAE"),
+         ("environment", "IMAGE"), ("environment_mask", "MASK"), ("objects", "IMAGE"), ("stitching", "AA2_STITCH")],
+        [("latent", "LATENT")],
+    ),
+    "AA2EnvironmentMask": ([("images", "IMAGE"), ("character_mask", "MASK")], [("environment", "IMAGE"), ("environment_mask", "MASK")]),
+    "AA2ObjectGuider": ([("images", "IMAGE"), ("object_mask", "MASK")], [("objects", "IMAGE")]),
+    "AA2CompositeEnvironment": ([("images", "IMAGE"), ("environment", "IMAGE"), ("environment_mask", "MASK")], [("IMAGE", "IMAGE")]),
+    "AA2LoadPoseKeypoints": ([], [("pose_keypoint", "POSE_KEYPOINT")]),
+    "AA2RetargetPose": ([("driving", "POSE_KEYPOINT"), ("reference", "POSE_KEYPOINT")], [("pose_keypoint", "POSE_KEYPOINT")]),
+    "AA2RenderPose": ([("pose_keypoint", "POSE_KEYPOINT")], [("IMAGE", "IMAGE")]),
+}
+
+LOADER = ["denoising_unet.pth", "reference_unet.pth", "pose_guider.pth", "motion_module.pth", "full", "auto", "none", "image_encoder.safetensors"]
+SAMPLER = [0, "fixed", 25, 3.5, "ddim", "moore", True, 1]  # seed, control_after_generate, steps, cfg, scheduler, schedule, environment_mode, feather
+
+
+def moore_animation(sampler_widgets, extra_nodes=(), extra_links=(), note=""):
+    """Character + skeleton video -> animation with the Moore weights (the base of all examples)."""
+    nodes = [
+        ("note", "Note", [note + "\n\n" + MODEL_NOTE], (20, 20), (420, 300)),
+        ("loader", "AA2ModelLoader", LOADER, (20, 360), (340, 270)),
+        ("vae", "VAELoader", ["sd-vae-ft-mse.safetensors"], (20, 670), (340, 60)),
+        ("ref_img", "LoadImage", ["character.png", "image"], (20, 780), (340, 320)),
+        ("kps_video", "LoadVideo", ["driving_kps.mp4", "image"], (460, 20), (300, 120)),
+        ("kps", "GetVideoComponents", [], (800, 20), (240, 80)),
+        ("reference", "AA2ReferenceNet", [512, 768], (460, 400), (300, 140)),
+        ("pose", "AA2PoseCondition", [], (800, 160), (240, 60)),
+        ("sampler", "AA2Sampler", sampler_widgets, (1100, 160), (320, 380)),
+        ("decode", "VAEDecode", [], (1460, 160), (200, 60)),
+        ("video", "CreateVideo", [24.0], (1700, 160), (240, 80)),
+        ("save", "SaveVideo", ["video/AnimateAnyone2", "auto", "auto"], (1980, 160), (320, 300)),
+    ]
+    links = [
+        ("kps_video", 0, "kps", "video"), ("kps", 0, "pose", "pose_images"),
+        ("loader", 0, "reference", "aa2_model"), ("vae", 0, "reference", "vae"), ("ref_img", 0, "reference", "reference_image"),
+        ("loader", 0, "sampler", "aa2_model"), ("reference", 0, "sampler", "reference"), ("pose", 0, "sampler", "pose"),
+        ("vae", 0, "sampler", "vae"), ("sampler", 0, "decode", "samples"), ("vae", 0, "decode", "vae"),
+        ("decode", 0, "video", "images"), ("video", 0, "save", "video"),
+    ]
+    return nodes + list(extra_nodes), links + list(extra_links)
+
+
+def workflow_moore():
+    return moore_animation(
+        SAMPLER[:6] + [False, 1],
+        note="Animate Anyone (Moore weights), no environment: the character dances on its own background.\n"
+        "driving_kps.mp4 is a skeleton video (OpenPose colours), e.g. rendered with AA2 Render Pose.",
+    )
+
+
+def workflow_long_video():
+    nodes, links = moore_animation(
+        SAMPLER[:6] + [False, 1],
+        extra_nodes=[("stitch", "AA2StitchingOptions", ["motion_frames", 24, 4, 4, "pyramid"], (800, 560), (300, 160))],
+        extra_links=[("stitch", 0, "sampler", "stitching")],
+        note="Long video (hundreds of frames): clips of 24 frames, each continuing from the previous clip's last\n"
+        "4 frames (motion frames, AA2 paper 4.1). Memory stays flat with length: latents wait on the CPU between clips.\n"
+        "Switch mode to context_windows for overlapping windows fused at every step.",
+    )
+    return nodes, links
+
+
+def workflow_full_aa2():
+    nodes, links = moore_animation(
+        SAMPLER,
+        extra_nodes=[
+            ("drv_video", "LoadVideo", ["driving.mp4", "image"], (460, 600), (300, 120)),
+            ("drv", "GetVideoComponents", [], (800, 640), (240, 80)),
+            ("mask_video", "LoadVideo", ["character_mask.mp4", "image"], (460, 760), (300, 120)),
+            ("mask_frames", "GetVideoComponents", [], (800, 760), (240, 80)),
+            ("mask", "ImageToMask", ["red"], (800, 880), (240, 60)),
+            ("obj_video", "LoadVideo", ["object_mask.mp4", "image"], (460, 920), (300, 120)),
+            ("obj_frames", "GetVideoComponents", [], (800, 1000), (240, 80)),
+            ("obj_mask", "ImageToMask", ["red"], (800, 1120), (240, 60)),
+            ("env", "AA2EnvironmentMask", [10, 10, 0.5], (1100, 640), (300, 120)),
+            ("objects", "AA2ObjectGuider", [], (1100, 820), (300, 60)),
+            ("composite", "AA2CompositeEnvironment", [2], (1460, 400), (280, 100)),
+        ],
+        extra_links=[
+            ("drv_video", 0, "drv", "video"), ("mask_video", 0, "mask_frames", "video"), ("mask_frames", 0, "mask", "image"),
+            ("obj_video", 0, "obj_frames", "video"), ("obj_frames", 0, "obj_mask", "image"),
+            ("drv", 0, "env", "images"), ("mask", 0, "env", "character_mask"),
+            ("drv", 0, "objects", "images"), ("obj_mask", 0, "objects", "object_mask"),
+            ("env", 0, "sampler", "environment"), ("env", 1, "sampler", "environment_mask"), ("objects", 0, "sampler", "objects"),
+            ("drv", 0, "composite", "environment"), ("env", 1, "composite", "environment_mask"),
+        ],
+        note="Full Animate Anyone 2: the character takes the driving video's place, in its scene, with its object.\n"
+        "Inputs: driving.mp4, its skeleton video driving_kps.mp4, and mask videos of the character and of the object\n"
+        "(white = inside; from AA2 SAM2 Segment Video or any segmentation node).\n"
+        "Environment mode keeps the scene outside the shape-agnostic mask with the public Moore weights;\n"
+        "trained AA2 modules (aa2_modules in the loader) add the environment/object/depth paths of the paper.",
+    )
+    # decoded frames go through the pixel-space composite before the video is made
+    links = [l for l in links if l != ("decode", 0, "video", "images")]
+    links += [("decode", 0, "composite", "images"), ("composite", 0, "video", "images")]
+    return nodes, links
+
+
+def workflow_retarget():
+    nodes, links = moore_animation(
+        SAMPLER[:6] + [False, 1],
+        extra_nodes=[
+            ("drv_kp", "AA2LoadPoseKeypoints", ["driving_pose.json"], (460, 600), (300, 60)),
+            ("ref_kp", "AA2LoadPoseKeypoints", ["character_pose.json"], (460, 700), (300, 60)),
+            ("retarget", "AA2RetargetPose", ["driving"], (800, 620), (260, 80)),
+            ("render", "AA2RenderPose", [512, 768, True, True], (1100, 620), (260, 130)),
+        ],
+        extra_links=[("drv_kp", 0, "retarget", "driving"), ("ref_kp", 0, "retarget", "reference"), ("retarget", 0, "render", "pose_keypoint")],
+        note="A non-human character (or any body shape): the driving skeleton is retargeted to the character's\n"
+        "proportions before rendering, so limbs keep the character's lengths while following the motion.\n"
+        "driving_pose.json / character_pose.json are POSE_KEYPOINT JSON files (e.g. saved from a DWPose node,\n"
+        "or edited by hand for a cartoon character) in ComfyUI/input.",
+    )
+    nodes = [n for n in nodes if n[0] not in ("kps_video", "kps")]
+    links = [l for l in links if "kps_video" not in l and l[0] != "kps"]
+    links.append(("render", 0, "pose", "pose_images"))
+    return nodes, links
+
+
+WORKFLOWS = {
+    "aa2_full_environment_object": workflow_full_aa2,
+    "aa2_moore_character_animation": workflow_moore,
+    "aa2_long_video_stitching": workflow_long_video,
+    "aa2_non_human_pose_retarget": workflow_retarget,
+}
+
+
+def to_ui(nodes, links):
+    """Nodes/links in the frontend's saved-workflow format (version 0.4)."""
+    ids = {key: i + 1 for i, (key, *_rest) in enumerate(nodes)}
+    types = {key: node_type for key, node_type, *_ in nodes}
+    ui_links, inputs_link, outputs_links = [], {}, {}
+    for n, (src, slot, dst, name) in enumerate(links, start=1):
+        dst_inputs = [i for i, _ in SOCKETS[types[dst]][0]]
+        link_type = SOCKETS[types[src]][1][slot][1]
+        ui_links.append([n, ids[src], slot, ids[dst], dst_inputs.index(name), link_type])
+        inputs_link[(dst, name)] = n
+        outputs_links.setdefault((src, slot), []).append(n)
+    ui_nodes = []
+    for order, (key, node_type, widgets, pos, size) in enumerate(nodes):
+        ins, outs = SOCKETS[node_type]
+        ui_nodes.append({
+            "id": ids[key], "type": node_type, "pos": list(pos), "size": list(size), "flags": {}, "order": order, "mode": 0,
+            "inputs": [{"name": n, "type": t, "link": inputs_link.get((key, n))} for n, t in ins],
+            "outputs": [{"name": n, "type": t, "links": outputs_links.get((key, s), []), "slot_index": s} for s, (n, t) in enumerate(outs)],
+            "properties": {"Node name for S&R": node_type},
+            "widgets_values": widgets,
+        })
+    return {
+        "last_node_id": len(ui_nodes), "last_link_id": len(ui_links), "nodes": ui_nodes, "links": ui_links,
+        "groups": [], "config": {}, "extra": {"ds": {"scale": 0.6, "offset": [0, 0]}}, "version": 0.4,
+    }
+
+
+def thumbnail(workflow, path):
+    """A small picture of the graph: node boxes (ours in teal) and links."""
+    from PIL import Image, ImageDraw
+
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    xs = [n["pos"][0] + n["size"][0] for n in nodes.values()]
+    ys = [n["pos"][1] + n["size"][1] for n in nodes.values()]
+    scale = min(640 / (max(xs) + 40), 400 / (max(ys) + 40))
+    img = Image.new("RGB", (640, 400), (32, 33, 36))
+    draw = ImageDraw.Draw(img)
+    for _, src, _, dst, _, _ in workflow["links"]:
+        a, b = nodes[src], nodes[dst]
+        draw.line([((a["pos"][0] + a["size"][0]) * scale, (a["pos"][1] + 15) * scale), (b["pos"][0] * scale, (b["pos"][1] + 15) * scale)], fill=(150, 150, 160), width=2)
+    for n in nodes.values():
+        x, y, w, h = (v * scale for v in (*n["pos"], *n["size"]))
+        colour = (38, 140, 130) if n["type"].startswith("AA2") else (70, 72, 80)
+        draw.rectangle([x, y, x + w, y + h], fill=colour, outline=(200, 200, 200))
+        draw.text((x + 3, y + 2), n["type"][:22], fill=(240, 240, 240))
+    img.save(path, "JPEG", quality=85)
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    for name, build in WORKFLOWS.items():
+        workflow = to_ui(*build())
+        with open(os.path.join(OUT, name + ".json"), "w") as f:
+            json.dump(workflow, f, indent=1)
+        thumbnail(workflow, os.path.join(OUT, name + ".jpg"))
+        print("wrote", name)
+
+
+if __name__ == "__main__":
+    main()
