@@ -2,6 +2,7 @@
 
 from .conditioning import AA2PoseCondition, AA2ReferenceNet, AA2StitchingOptions
 from .loaders import AA2ModelLoader
+from .pose import AA2DWPoseExtract, AA2LoadPoseKeypoints, AA2RenderPose, AA2RetargetPose
 from .sampler import AA2Sampler
 
 NODE_CLASS_MAPPINGS = {
@@ -10,6 +11,10 @@ NODE_CLASS_MAPPINGS = {
     "AA2PoseCondition": AA2PoseCondition,
     "AA2StitchingOptions": AA2StitchingOptions,
     "AA2Sampler": AA2Sampler,
+    "AA2LoadPoseKeypoints": AA2LoadPoseKeypoints,
+    "AA2RetargetPose": AA2RetargetPose,
+    "AA2RenderPose": AA2RenderPose,
+    "AA2DWPoseExtract": AA2DWPoseExtract,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -18,4 +23,8 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "AA2PoseCondition": "AA2 Pose Condition",
     "AA2StitchingOptions": "AA2 Stitching Options",
     "AA2Sampler": "AA2 Sampler",
+    "AA2LoadPoseKeypoints": "AA2 Load Pose Keypoints (JSON)",
+    "AA2RetargetPose": "AA2 Retarget Pose",
+    "AA2RenderPose": "AA2 Render Pose",
+    "AA2DWPoseExtract": "AA2 DWPose Extract (onnxruntime)",
 }

@@ -9,14 +9,16 @@ MOTION_FOLDERS = (AA2_FOLDER, "animatediff_models")
 
 
 def register_model_folders() -> None:
-    """Add ``models/animate_anyone2`` (and ``animatediff_models`` if no other pack did) to ``folder_paths``."""
+    """Add ``models/animate_anyone2``, ``sam2`` and ``dwpose`` (and ``animatediff_models``) unless another pack did."""
     try:
         import folder_paths
     except ImportError:  # imported outside ComfyUI (tests, tools)
         return
-    for name in (AA2_FOLDER, "animatediff_models"):
+    own = {AA2_FOLDER: folder_paths.supported_pt_extensions, "animatediff_models": folder_paths.supported_pt_extensions,
+           "sam2": folder_paths.supported_pt_extensions, "dwpose": {".onnx"}}
+    for name, extensions in own.items():
         if name not in folder_paths.folder_names_and_paths:
-            folder_paths.folder_names_and_paths[name] = ([os.path.join(folder_paths.models_dir, name)], set(folder_paths.supported_pt_extensions))
+            folder_paths.folder_names_and_paths[name] = ([os.path.join(folder_paths.models_dir, name)], set(extensions))
 
 
 def files_in(*folders: str) -> list[str]:

@@ -19,8 +19,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def pack(monkeypatch_module):
     fake = types.ModuleType("folder_paths")
     fake.folder_names_and_paths = {"animate_anyone2": (["/x"], set()), "animatediff_models": (["/y"], set())}
+    fake.folder_names_and_paths["dwpose"] = (["/z"], {".onnx"})
     fake.get_filename_list = lambda folder: {"animate_anyone2": ["denoising_unet.pth", "aa2.safetensors"],
-                                             "animatediff_models": ["mm_sd_v15_v2.ckpt"]}[folder]
+                                             "animatediff_models": ["mm_sd_v15_v2.ckpt"], "dwpose": ["yolox_l.onnx"]}[folder]
+    fake.get_input_directory = lambda: "/nonexistent"
+    fake.supported_pt_extensions = {".safetensors", ".pth"}
+    fake.models_dir = "/models"
     monkeypatch_module.setitem(sys.modules, "folder_paths", fake)
     spec = importlib.util.spec_from_file_location("aa2_pack", os.path.join(ROOT, "__init__.py"), submodule_search_locations=[ROOT])
     module = importlib.util.module_from_spec(spec)

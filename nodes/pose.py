@@ -1,0 +1,139 @@
+"""Pose nodes: load POSE_KEYPOINT JSON, retarget to the character, render skeletons, DWPose extraction."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+
+from .folders import files_in, full_path
+
+CATEGORY = "AnimateAnyone2/pose"
+
+
+def _as_value_error(node, fn, *args, **kwargs):
+    from ..aa2_core.errors import AA2Error
+
+    try:
+        return fn(*args, **kwargs)
+    except AA2Error as e:
+        raise ValueError(f"{node}: {e}") from None
+
+
+class AA2LoadPoseKeypoints:
+    @classmethod
+    def INPUT_TYPES(cls):
+        import folder_paths
+
+        folder = folder_paths.get_input_directory()
+        files = sorted(f for f in os.listdir(folder) if f.lower().endswith(".json")) if os.path.isdir(folder) else []
+        return {"required": {"file": (files, {"tooltip": "POSE_KEYPOINT JSON in ComfyUI/input (e.g. saved from a DWPose node)"})}}
+
+    RETURN_TYPES = ("POSE_KEYPOINT",)
+    RETURN_NAMES = ("pose_keypoint",)
+    FUNCTION = "load"
+    CATEGORY = CATEGORY
+    DESCRIPTION = "Loads OpenPose/DWPose keypoints saved as JSON (one entry per frame)."
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, file):
+        import folder_paths
+
+        if not os.path.isfile(os.path.join(folder_paths.get_input_directory(), file)):
+            return f"AA2 Load Pose Keypoints: file '{file}' is not in ComfyUI/input"
+        return True
+
+    def load(self, file):
+        import folder_paths
+
+        from ..aa2_core.conditions.keypoints import parse_pose_keypoint
+
+        with open(os.path.join(folder_paths.get_input_directory(), file)) as f:
+            data = json.load(f)
+        frames = data if isinstance(data, list) else [data]
+        _as_value_error("AA2 Load Pose Keypoints", parse_pose_keypoint, frames)  # validates now, not deep in a later node
+        return (frames,)
+
+
+class AA2RetargetPose:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "driving": ("POSE_KEYPOINT", {"tooltip": "keypoints of the driving video, one entry per frame"}),
+                "reference": ("POSE_KEYPOINT", {"tooltip": "keypoints of the character image (first entry used)"}),
+                "anchor": (["driving", "reference"], {"default": "driving", "tooltip": "driving: the body stays where the driving person is; reference: it starts where the character stands and moves by the driving motion"}),
+            }
+        }
+
+    RETURN_TYPES = ("POSE_KEYPOINT",)
+    RETURN_NAMES = ("pose_keypoint",)
+    FUNCTION = "retarget"
+    CATEGORY = CATEGORY
+    DESCRIPTION = "Gives the driving motion the character's proportions (bone lengths, overall scale), so differently built or non-human characters keep their shape."
+
+    def retarget(self, driving, reference, anchor):
+        from ..aa2_core.conditions.keypoints import parse_pose_keypoint, poses_to_pose_keypoint
+        from ..aa2_core.conditions.retarget import retarget_poses
+
+        node = "AA2 Retarget Pose"
+        drv = _as_value_error(node, parse_pose_keypoint, driving)
+        ref = _as_value_error(node, parse_pose_keypoint, reference)
+        if not drv or ref[0].is_empty:
+            raise ValueError(f"{node}: reference has no person in its first entry" if drv else f"{node}: driving has no frames")
+        return (poses_to_pose_keypoint(_as_value_error(node, retarget_poses, drv, ref[0], anchor=anchor)),)
+
+
+class AA2RenderPose:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "pose_keypoint": ("POSE_KEYPOINT", {"tooltip": "keypoints, one entry per frame"}),
+                "width": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8, "tooltip": "image width (the output video's)"}),
+                "height": ("INT", {"default": 768, "min": 64, "max": 4096, "step": 8, "tooltip": "image height (the output video's)"}),
+                "draw_hands": ("BOOLEAN", {"default": True, "tooltip": "draw hand keypoints"}),
+                "draw_face": ("BOOLEAN", {"default": True, "tooltip": "draw face keypoints"}),
+            }
+        }
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "render"
+    CATEGORY = CATEGORY
+    DESCRIPTION = "Renders skeleton images in the OpenPose colours the Moore pose guider was trained on."
+
+    def render(self, pose_keypoint, width, height, draw_hands, draw_face):
+        from ..aa2_core.conditions.keypoints import parse_pose_keypoint
+        from ..aa2_core.conditions.skeleton import render_skeleton
+
+        poses = _as_value_error("AA2 Render Pose", parse_pose_keypoint, pose_keypoint, height=height, width=width)
+        return (torch.from_numpy(render_skeleton(poses, height, width, draw_hands, draw_face, as_float=True)),)
+
+
+class AA2DWPoseExtract:
+    @classmethod
+    def INPUT_TYPES(cls):
+        onnx = files_in("dwpose")
+        return {
+            "required": {
+                "images": ("IMAGE", {"tooltip": "driving video frames"}),
+                "detector": (onnx, {"tooltip": "yolox_l.onnx in models/dwpose"}),
+                "pose_model": (onnx, {"tooltip": "dw-ll_ucoco_384.onnx in models/dwpose"}),
+            }
+        }
+
+    RETURN_TYPES = ("POSE_KEYPOINT",)
+    RETURN_NAMES = ("pose_keypoint",)
+    FUNCTION = "extract"
+    CATEGORY = CATEGORY
+    DESCRIPTION = "DWPose keypoints through onnxruntime (optional dependency)."
+
+    def extract(self, images, detector, pose_model):
+        from ..aa2_core.conditions.dwpose import load_dwpose
+        from ..aa2_core.conditions.keypoints import poses_to_pose_keypoint
+
+        node = "AA2 DWPose Extract"
+        extractor = _as_value_error(node, load_dwpose, detector_path=full_path(node, "detector", detector, ("dwpose",)),
+                                    pose_path=full_path(node, "pose_model", pose_model, ("dwpose",)))
+        return (poses_to_pose_keypoint(_as_value_error(node, extractor, images)),)
