@@ -1,6 +1,7 @@
 """Thin ComfyUI node classes over ``aa2_core``."""
 
 from .conditioning import AA2PoseCondition, AA2ReferenceNet, AA2StitchingOptions
+from .environment import AA2CompositeEnvironment, AA2EnvironmentMask, AA2ObjectGuider
 from .loaders import AA2ModelLoader
 from .pose import AA2DWPoseExtract, AA2LoadPoseKeypoints, AA2RenderPose, AA2RetargetPose
 from .sampler import AA2Sampler
@@ -15,6 +16,9 @@ NODE_CLASS_MAPPINGS = {
     "AA2RetargetPose": AA2RetargetPose,
     "AA2RenderPose": AA2RenderPose,
     "AA2DWPoseExtract": AA2DWPoseExtract,
+    "AA2EnvironmentMask": AA2EnvironmentMask,
+    "AA2ObjectGuider": AA2ObjectGuider,
+    "AA2CompositeEnvironment": AA2CompositeEnvironment,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -27,4 +31,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "AA2RetargetPose": "AA2 Retarget Pose",
     "AA2RenderPose": "AA2 Render Pose",
     "AA2DWPoseExtract": "AA2 DWPose Extract (onnxruntime)",
+    "AA2EnvironmentMask": "AA2 Environment Mask (shape-agnostic)",
+    "AA2ObjectGuider": "AA2 Object Guider",
+    "AA2CompositeEnvironment": "AA2 Composite Environment",
 }

@@ -50,3 +50,13 @@ def vae_encode(vae, images: torch.Tensor, chunk: int = 16) -> torch.Tensor:
     """ComfyUI VAE: IMAGE batch -> SD1.5-scaled latents (frames, 4, h, w), a chunk at a time, on the CPU."""
     out = [vae.encode(images[i : i + chunk, :, :, :3]).float().cpu() for i in range(0, images.shape[0], chunk)]
     return torch.cat(out) * SD15_SCALE
+
+
+def core_call(node: str, fn, *args, **kwargs):
+    """Run a core function; its ``AA2Error`` becomes a ComfyUI error naming the node."""
+    from ..aa2_core.errors import AA2Error
+
+    try:
+        return fn(*args, **kwargs)
+    except AA2Error as e:
+        raise ValueError(f"{node}: {e}") from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .comfy_bridge import intermediate, load_on_device, vae_encode
+from .comfy_bridge import core_call, intermediate, load_on_device, vae_encode
 
 
 class AA2ReferenceNet:
@@ -30,13 +30,9 @@ class AA2ReferenceNet:
     DESCRIPTION = "Encodes the character image (VAE + CLIP) and runs the ReferenceNet once; the sampler reuses the result at every step."
 
     def encode(self, aa2_model, vae, reference_image, width, height, clip_vision=None):
-        from ..aa2_core.errors import AA2Error
         from ..aa2_core.pipeline import images
 
-        try:
-            image = images.check_rgb(reference_image, "AA2 ReferenceNet: reference_image")[:1]
-        except AA2Error as e:
-            raise ValueError(str(e)) from None
+        image = core_call("AA2 ReferenceNet", images.check_rgb, reference_image, "reference_image")[:1]
         if width % 8 or height % 8:
             raise ValueError(f"AA2 ReferenceNet: width and height must be multiples of 8, got {width}x{height}")
         image = images.resize(image, height, width)

@@ -7,18 +7,10 @@ import os
 
 import torch
 
+from .comfy_bridge import core_call
 from .folders import files_in, full_path
 
 CATEGORY = "AnimateAnyone2/pose"
-
-
-def _as_value_error(node, fn, *args, **kwargs):
-    from ..aa2_core.errors import AA2Error
-
-    try:
-        return fn(*args, **kwargs)
-    except AA2Error as e:
-        raise ValueError(f"{node}: {e}") from None
 
 
 class AA2LoadPoseKeypoints:
@@ -52,7 +44,7 @@ class AA2LoadPoseKeypoints:
         with open(os.path.join(folder_paths.get_input_directory(), file)) as f:
             data = json.load(f)
         frames = data if isinstance(data, list) else [data]
-        _as_value_error("AA2 Load Pose Keypoints", parse_pose_keypoint, frames)  # validates now, not deep in a later node
+        core_call("AA2 Load Pose Keypoints", parse_pose_keypoint, frames)  # validates now, not deep in a later node
         return (frames,)
 
 
@@ -78,11 +70,11 @@ class AA2RetargetPose:
         from ..aa2_core.conditions.retarget import retarget_poses
 
         node = "AA2 Retarget Pose"
-        drv = _as_value_error(node, parse_pose_keypoint, driving)
-        ref = _as_value_error(node, parse_pose_keypoint, reference)
+        drv = core_call(node, parse_pose_keypoint, driving)
+        ref = core_call(node, parse_pose_keypoint, reference)
         if not drv or ref[0].is_empty:
             raise ValueError(f"{node}: reference has no person in its first entry" if drv else f"{node}: driving has no frames")
-        return (poses_to_pose_keypoint(_as_value_error(node, retarget_poses, drv, ref[0], anchor=anchor)),)
+        return (poses_to_pose_keypoint(core_call(node, retarget_poses, drv, ref[0], anchor=anchor)),)
 
 
 class AA2RenderPose:
@@ -107,7 +99,7 @@ class AA2RenderPose:
         from ..aa2_core.conditions.keypoints import parse_pose_keypoint
         from ..aa2_core.conditions.skeleton import render_skeleton
 
-        poses = _as_value_error("AA2 Render Pose", parse_pose_keypoint, pose_keypoint, height=height, width=width)
+        poses = core_call("AA2 Render Pose", parse_pose_keypoint, pose_keypoint, height=height, width=width)
         return (torch.from_numpy(render_skeleton(poses, height, width, draw_hands, draw_face, as_float=True)),)
 
 
@@ -134,6 +126,6 @@ class AA2DWPoseExtract:
         from ..aa2_core.conditions.keypoints import poses_to_pose_keypoint
 
         node = "AA2 DWPose Extract"
-        extractor = _as_value_error(node, load_dwpose, detector_path=full_path(node, "detector", detector, ("dwpose",)),
+        extractor = core_call(node, load_dwpose, detector_path=full_path(node, "detector", detector, ("dwpose",)),
                                     pose_path=full_path(node, "pose_model", pose_model, ("dwpose",)))
-        return (poses_to_pose_keypoint(_as_value_error(node, extractor, images)),)
+        return (poses_to_pose_keypoint(core_call(node, extractor, images)),)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .comfy_bridge import SD15_SCALE, intermediate, load_on_device, step_callback, vae_encode
+from .comfy_bridge import SD15_SCALE, core_call, intermediate, load_on_device, step_callback, vae_encode
 
 NODE = "AA2 Sampler"
 
@@ -79,10 +79,7 @@ class AA2Sampler:
         models = Models(patchers["denoising"].model, None, patchers["pose"].model)
         sampler = Sampler(models, settings, device=device, dtype=aa2_model["dtype"])
         sampler.on_step = step_callback(_total_steps(settings, frames), device)
-        try:
-            latents = sampler.sample(cond)
-        except AA2Error as e:
-            raise ValueError(f"{NODE}: {e}") from None
+        latents = core_call(NODE, sampler.sample, cond)
         return ({"samples": intermediate(latents / SD15_SCALE)},)
 
 

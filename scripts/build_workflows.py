@@ -112,7 +112,7 @@ def workflow_full_aa2():
             ("obj_video", "LoadVideo", ["object_mask.mp4", "image"], (460, 920), (300, 120)),
             ("obj_frames", "GetVideoComponents", [], (800, 1000), (240, 80)),
             ("obj_mask", "ImageToMask", ["red"], (800, 1120), (240, 60)),
-            ("env", "AA2EnvironmentMask", [10, 10, 0.5], (1100, 640), (300, 120)),
+            ("env", "AA2EnvironmentMask", [0, 0, 0.5], (1100, 640), (300, 120)),
             ("objects", "AA2ObjectGuider", [], (1100, 820), (300, 60)),
             ("composite", "AA2CompositeEnvironment", [2], (1460, 400), (280, 100)),
         ],

@@ -1,0 +1,41 @@
+"""Pixel-space composite: the generated character over the driving video's own pixels."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import AA2Error
+
+
+def feathered(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """``[T, H, W]`` 0/1 mask -> soft mask that is 1 on the mask and fades to 0 over ``radius`` pixels outside."""
+    if radius <= 0:
+        return mask.float()
+    k = 2 * radius + 1
+    m = mask.float()[:, None]
+    grown = F.max_pool2d(m, k, stride=1, padding=radius)
+    soft = F.avg_pool2d(grown, k, stride=1, padding=radius, count_include_pad=False)
+    return torch.maximum(soft, m)[:, 0]
+
+
+def composite_environment(generated: torch.Tensor, environment: torch.Tensor, mask: torch.Tensor, feather: int = 2,
+                          chunk: int = 32) -> torch.Tensor:
+    """Generated frames inside the (feathered) mask, the original frames outside; ``[T, H, W, 3]`` each."""
+    if generated.shape[0] != environment.shape[0] or mask.shape[0] != generated.shape[0]:
+        raise AA2Error(
+            f"composite: generated has {generated.shape[0]} frames, environment {environment.shape[0]}, "
+            f"mask {mask.shape[0]}; they must match"
+        )
+    h, w = generated.shape[1:3]
+    out = torch.empty_like(generated)
+    for i in range(0, generated.shape[0], chunk):
+        env = environment[i : i + chunk].float()
+        if env.shape[1:3] != (h, w):
+            env = F.interpolate(env.permute(0, 3, 1, 2), size=(h, w), mode="bilinear", align_corners=False).permute(0, 2, 3, 1)
+        m = mask[i : i + chunk].float()
+        if m.shape[1:] != (h, w):
+            m = (F.interpolate(m[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0] >= 0.5).float()
+        m = feathered(m, feather)[..., None]
+        out[i : i + chunk] = m * generated[i : i + chunk] + (1 - m) * env
+    return out

@@ -1,0 +1,86 @@
+"""Environment and object nodes (Animate Anyone 2, sections 3.2-3.3)."""
+
+from __future__ import annotations
+
+from .comfy_bridge import core_call
+
+CATEGORY = "AnimateAnyone2/environment"
+
+
+class AA2EnvironmentMask:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "images": ("IMAGE", {"tooltip": "driving video frames"}),
+                "character_mask": ("MASK", {"tooltip": "the driving character's mask per frame (AA2 SAM2 Segment Video or any MASK)"}),
+                "grid_rows": ("INT", {"default": 0, "min": 0, "max": 512, "tooltip": "blocks across the character's box height; 0 = the paper's inference setting (box height / 10, i.e. ~10-pixel blocks); small numbers give a coarser, more shape-agnostic mask"}),
+                "grid_cols": ("INT", {"default": 0, "min": 0, "max": 512, "tooltip": "blocks across the box width; 0 = box width / 10"}),
+                "threshold": ("FLOAT", {"default": 0.5, "min": 0.01, "max": 1.0, "step": 0.01, "tooltip": "mask values at or above this count as character"}),
+            }
+        }
+
+    RETURN_TYPES = ("IMAGE", "MASK")
+    RETURN_NAMES = ("environment", "environment_mask")
+    FUNCTION = "build"
+    CATEGORY = CATEGORY
+    DESCRIPTION = "Shape-agnostic mask (block-wise max in the character's box) and the environment frames with that region removed."
+
+    def build(self, images, character_mask, grid_rows, grid_cols, threshold):
+        from ..aa2_core.conditions.environment import environment_sequence, shape_agnostic_mask
+
+        node = "AA2 Environment Mask"
+        if character_mask.shape[0] != images.shape[0] and character_mask.shape[0] != 1:
+            raise ValueError(f"{node}: character_mask has {character_mask.shape[0]} frames but images has {images.shape[0]}")
+        formulated = core_call(node, shape_agnostic_mask, character_mask, grid_rows or None, grid_cols or None, threshold=threshold)
+        environment, mask = core_call(node, environment_sequence, images, formulated, size=tuple(images.shape[1:3]))
+        return (environment, mask)
+
+
+class AA2ObjectGuider:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "images": ("IMAGE", {"tooltip": "driving video frames"}),
+                "object_mask": ("MASK", {"tooltip": "mask of the interacting object(s) per frame; combine several objects with a mask add node"}),
+            }
+        }
+
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("objects",)
+    FUNCTION = "build"
+    CATEGORY = CATEGORY
+    DESCRIPTION = "Object frames (object pixels cut out of the driving video) for the object guider."
+
+    def build(self, images, object_mask):
+        from ..aa2_core.conditions.objects import object_sequence
+
+        node = "AA2 Object Guider"
+        if object_mask.shape[0] != images.shape[0]:
+            raise ValueError(f"{node}: object_mask has {object_mask.shape[0]} frames but images has {images.shape[0]}")
+        result = core_call(node, object_sequence, images, [object_mask])
+        return (result[0] if isinstance(result, tuple) else result,)
+
+
+class AA2CompositeEnvironment:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "images": ("IMAGE", {"tooltip": "generated frames (after VAE Decode)"}),
+                "environment": ("IMAGE", {"tooltip": "the driving video frames"}),
+                "environment_mask": ("MASK", {"tooltip": "the formulated mask from AA2 Environment Mask"}),
+                "feather": ("INT", {"default": 2, "min": 0, "max": 64, "tooltip": "pixels of soft edge outside the mask"}),
+            }
+        }
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "composite"
+    CATEGORY = CATEGORY
+    DESCRIPTION = "Keeps the driving video's exact pixels outside the mask and the generated character inside."
+
+    def composite(self, images, environment, environment_mask, feather):
+        from ..aa2_core.pipeline.composite import composite_environment
+
+        return (core_call("AA2 Composite Environment", composite_environment, images, environment, environment_mask, feather),)
