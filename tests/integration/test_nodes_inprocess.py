@@ -84,3 +84,23 @@ def test_bad_input_names_node_and_input(chain):
                                  environment=torch.rand(4, 64, 64, 3), environment_mask=torch.zeros(3, 64, 64))
     with pytest.raises(ValueError, match="alpha channel"):
         m["AA2ReferenceNet"]().encode(model, vae, torch.rand(1, 64, 64, 4), 64, 64)
+
+
+def test_latent_previews_reach_the_progress_hook(chain):
+    """With --preview-method auto each step's progress update carries a preview image of the middle frame."""
+    import comfy.utils
+    from comfy.cli_args import LatentPreviewMethod, args
+
+    m, model, vae, reference = chain
+    (pose,) = m["AA2PoseCondition"]().build(torch.rand(4, 64, 64, 3))
+    previews = []
+    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, **kw: previews.append(preview))
+    old, args.preview_method = args.preview_method, LatentPreviewMethod.Auto
+    try:
+        m["AA2Sampler"]().sample(model, reference, pose, vae, 0, 2, 1.0, "ddim", "moore", False, 0)
+    finally:
+        args.preview_method = old
+        comfy.utils.set_progress_bar_global_hook(None)
+    assert len(previews) == 2
+    kind, image, _ = previews[-1]
+    assert kind == "JPEG" and image.size == (8, 8)  # latent-resolution RGB preview
