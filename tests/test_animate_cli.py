@@ -43,3 +43,27 @@ def test_image_checks():
         images.latent_aligned(7, 100)
     x = torch.rand(2, 20, 30, 3)
     assert images.resize(x, 16, 24).shape == (2, 16, 24, 3) and images.resize(x, 20, 30) is x
+
+
+def test_keep_the_scene_with_video_and_mask(tmp_path):
+    """--video/--mask: environment mode keeps the driving frames outside the shape-agnostic mask."""
+    import cv2
+    import numpy as np
+
+    from aa2_core.check import write_tiny_models_dir
+
+    write_tiny_models_dir(str(tmp_path / "models"))
+    cv2.imwrite(str(tmp_path / "ref.png"), (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8))
+    g = torch.Generator().manual_seed(0)
+    write_video(str(tmp_path / "kps.mp4"), torch.rand(5, 64, 64, 3, generator=g))
+    write_video(str(tmp_path / "drive.mp4"), torch.rand(5, 64, 64, 3, generator=g))
+    mask = torch.zeros(5, 64, 64, 3)
+    mask[:, 16:48, 16:40] = 1
+    write_video(str(tmp_path / "mask.mp4"), mask)
+    out = str(tmp_path / "out.mp4")
+    args = ["animate", "--ref", str(tmp_path / "ref.png"), "--poses", str(tmp_path / "kps.mp4"), "--video", str(tmp_path / "drive.mp4"),
+            "--mask", str(tmp_path / "mask.mp4"), "--models", str(tmp_path / "models"), "--out", out, "--steps", "1", "--clip-length", "5"]
+    assert main(args) == 0
+    assert read_video(out)[0].shape == (5, 64, 64, 3)
+    assert main(args[:5] + args[9:]) == 0  # without --video/--mask too
+    assert main(args[:7] + args[9:]) == 1  # --video without --mask is refused
