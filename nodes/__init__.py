@@ -1,6 +1,6 @@
 """Thin ComfyUI node classes over ``aa2_core``."""
 
-from .conditioning import AA2PoseCondition, AA2ReferenceNet, AA2StitchingOptions
+from .conditioning import AA2ColorMatchClips, AA2PoseCondition, AA2ReferenceNet, AA2StitchingOptions
 from .environment import AA2CompositeEnvironment, AA2EnvironmentMask, AA2ObjectGuider
 from .loaders import AA2ModelLoader
 from .pose import AA2DWPoseExtract, AA2LoadPoseKeypoints, AA2RenderPose, AA2RetargetPose
@@ -19,6 +19,7 @@ NODE_CLASS_MAPPINGS = {
     "AA2EnvironmentMask": AA2EnvironmentMask,
     "AA2ObjectGuider": AA2ObjectGuider,
     "AA2CompositeEnvironment": AA2CompositeEnvironment,
+    "AA2ColorMatchClips": AA2ColorMatchClips,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -34,4 +35,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "AA2EnvironmentMask": "AA2 Environment Mask (shape-agnostic)",
     "AA2ObjectGuider": "AA2 Object Guider",
     "AA2CompositeEnvironment": "AA2 Composite Environment",
+    "AA2ColorMatchClips": "AA2 Color Match Clips",
 }

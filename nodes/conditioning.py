@@ -120,3 +120,29 @@ class AA2StitchingOptions:
             raise ValueError(f"AA2 Stitching Options: context_overlap ({context_overlap}) must be smaller than clip_length ({clip_length})")
         return ({"stitching": mode, "clip_length": clip_length, "motion_frames": motion_frames,
                  "context_overlap": context_overlap, "fusion": fusion},)
+
+
+class AA2ColorMatchClips:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "images": ("IMAGE", {"tooltip": "decoded frames of a long video made with motion-frame clips"}),
+                "stitching": ("AA2_STITCH", {"tooltip": "the same stitching options the sampler used (they tell where clips start)"}),
+                "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": "1 = match each clip's colours fully to the frames it continues from"}),
+            }
+        }
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "match"
+    CATEGORY = "AnimateAnyone2"
+    DESCRIPTION = "Removes colour drift between clips of a long video (motion_frames mode; context windows pass through)."
+
+    def match(self, images, stitching, strength):
+        from ..aa2_core.pipeline.composite import match_clip_colors
+        from ..aa2_core.pipeline.windows import clip_plan
+
+        if stitching["stitching"] != "motion_frames":
+            return (images,)
+        plan = core_call("AA2 Color Match Clips", clip_plan, images.shape[0], stitching["clip_length"], stitching["motion_frames"])
+        return (match_clip_colors(images, plan, strength),)

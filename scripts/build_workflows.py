@@ -46,6 +46,7 @@ SOCKETS = {
     "AA2ObjectGuider": ([("images", "IMAGE"), ("object_mask", "MASK")], [("objects", "IMAGE")]),
     "AA2CompositeEnvironment": ([("images", "IMAGE"), ("environment", "IMAGE"), ("environment_mask", "MASK")], [("IMAGE", "IMAGE")]),
     "AA2LoadPoseKeypoints": ([], [("pose_keypoint", "POSE_KEYPOINT")]),
+    "AA2ColorMatchClips": ([("images", "IMAGE"), ("stitching", "AA2_STITCH")], [("IMAGE", "IMAGE")]),
     "AA2RetargetPose": ([("driving", "POSE_KEYPOINT"), ("reference", "POSE_KEYPOINT")], [("pose_keypoint", "POSE_KEYPOINT")]),
     "AA2RenderPose": ([("pose_keypoint", "POSE_KEYPOINT")], [("IMAGE", "IMAGE")]),
 }
@@ -91,12 +92,16 @@ def workflow_moore():
 def workflow_long_video():
     nodes, links = moore_animation(
         SAMPLER[:6] + [False, 1],
-        extra_nodes=[("stitch", "AA2StitchingOptions", ["motion_frames", 24, 4, 4, "pyramid"], (800, 560), (300, 160))],
-        extra_links=[("stitch", 0, "sampler", "stitching")],
+        extra_nodes=[("stitch", "AA2StitchingOptions", ["motion_frames", 24, 4, 4, "pyramid"], (800, 560), (300, 160)),
+                     ("colors", "AA2ColorMatchClips", [1.0], (1460, 300), (240, 80))],
+        extra_links=[("stitch", 0, "sampler", "stitching"), ("stitch", 0, "colors", "stitching")],
         note="Long video (hundreds of frames): clips of 24 frames, each continuing from the previous clip's last\n"
         "4 frames (motion frames, AA2 paper 4.1). Memory stays flat with length: latents wait on the CPU between clips.\n"
-        "Switch mode to context_windows for overlapping windows fused at every step.",
+        "Switch mode to context_windows for overlapping windows fused at every step.\n"
+        "AA2 Color Match Clips removes colour drift from one clip to the next.",
     )
+    links = [l for l in links if l != ("decode", 0, "video", "images")]
+    links += [("decode", 0, "colors", "images"), ("colors", 0, "video", "images")]
     return nodes, links
 
 

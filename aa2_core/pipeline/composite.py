@@ -39,3 +39,20 @@ def composite_environment(generated: torch.Tensor, environment: torch.Tensor, ma
         m = feathered(m, feather)[..., None]
         out[i : i + chunk] = m * generated[i : i + chunk] + (1 - m) * env
     return out
+
+
+def match_clip_colors(frames: torch.Tensor, plan: list[tuple[int, int, int]], strength: float = 1.0) -> torch.Tensor:
+    """Colour drift between clips, removed: each clip's new frames get the per-channel mean and spread
+    of the frames it continues from (the previous clip's last frames), blended by ``strength``.
+
+    ``plan`` is ``windows.clip_plan(...)``; frames ``[T, H, W, 3]`` 0..1.
+    """
+    out = frames.clone()
+    for start, end, known in plan[1:]:
+        anchor = out[max(0, start + known - max(known, 1)) : start + known].float()
+        new = out[start + known : end].float()
+        mean_a, std_a = anchor.mean(dim=(0, 1, 2)), anchor.std(dim=(0, 1, 2)) + 1e-6
+        mean_n, std_n = new.mean(dim=(0, 1, 2)), new.std(dim=(0, 1, 2)) + 1e-6
+        matched = (new - mean_n) / std_n * std_a + mean_a
+        out[start + known : end] = (strength * matched + (1 - strength) * new).clamp(0, 1).to(out.dtype)
+    return out
