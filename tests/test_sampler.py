@@ -136,3 +136,11 @@ def test_mismatched_inputs_are_named(models, change, message):
     change(cond)
     with pytest.raises(AA2Error, match=message):
         Sampler(models, SamplerSettings(steps=1)).sample(cond)
+
+
+def test_one_context_window_equals_one_clip(models):
+    """Both stitching paths share the step logic: with a single window/clip they give the same latents."""
+    cond = conditions(frames=4, environment=True)
+    clip = Sampler(models, SamplerSettings(steps=2, clip_length=4)).sample(cond)
+    window = Sampler(models, SamplerSettings(steps=2, clip_length=4, stitching="context_windows")).sample(cond)
+    torch.testing.assert_close(window, clip, rtol=1e-5, atol=1e-5)

@@ -156,29 +156,28 @@ class Sampler:
         sch.set_timesteps(s.steps, device=self.device)
         windows = context_windows(f, s.clip_length, s.context_overlap)
         weights = fusion_weights(windows, f, s.fusion)
-        noise = self._state["noise"]
-        latents = (noise * sch.init_noise_sigma).to(self.storage)
+        noise = self._state["noise"].to(self.storage)
+        latents = noise * sch.init_noise_sigma
         self._total, self._done = s.steps, 0
+        # per-window model inputs once for the whole run, parked on the storage device between uses
+        window_inputs = [_moved(self._clip_inputs(cond, w), self.storage) for w in windows]
+        for inputs in window_inputs:
+            inputs.pop("_env_latents"), inputs.pop("_env_mask")
+        env = self._environment(cond, range(0, f), self.storage)
         timesteps = sch.timesteps
-        latents = self._keep_environment_windows(cond, latents, noise, timesteps[0])
+        latents = self._keep_environment(latents, env, noise, timesteps[0])
         for i, t in enumerate(timesteps):
             pred = torch.zeros_like(latents)
-            for window, weight in zip(windows, weights):
-                inputs = self._clip_inputs(cond, window)
-                inputs.pop("_env_latents"), inputs.pop("_env_mask")
+            for window, weight, inputs in zip(windows, weights, window_inputs):
                 x = latents[:, :, window.start : window.stop].to(self.device)
-                p = self._predict(sch.scale_model_input(x, t), t, inputs)
+                p = self._predict(sch.scale_model_input(x, t), t, _moved(inputs, self.device))
                 pred[:, :, window.start : window.stop] += p.to(self.storage) * weight.view(1, 1, -1, 1, 1)
             latents = sch.step(pred.to(self.device), t, latents.to(self.device), generator=self._step_generator).prev_sample
             latents = latents.to(self.storage)
             t_next = timesteps[i + 1] if i + 1 < len(timesteps) else None
-            latents = self._keep_environment_windows(cond, latents, noise, t_next)
+            latents = self._keep_environment(latents, env, noise, t_next)
             self._tick(latents)
         return latents[0].transpose(0, 1).float()
-
-    def _keep_environment_windows(self, cond, latents, noise, t):
-        env = self._environment(cond, range(0, cond.num_frames), self.storage)
-        return self._keep_environment(latents, env, noise.to(self.storage), t)
 
     # ---- shared pieces ------------------------------------------------------------------------
     def _clip_inputs(self, cond: Conditions, frames: range) -> dict:
@@ -238,6 +237,10 @@ class Sampler:
 def _video(frames: torch.Tensor) -> torch.Tensor:
     """``(f, c, h, w) -> (1, c, f, h, w)``."""
     return frames.transpose(0, 1)[None]
+
+
+def _moved(inputs: dict, device) -> dict:
+    return {k: (None if v is None else [x.to(device) for x in v] if isinstance(v, list) else v.to(device)) for k, v in inputs.items()}
 
 
 def _twice(v):
