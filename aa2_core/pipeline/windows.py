@@ -35,10 +35,10 @@ def clip_plan(num_frames: int, clip_length: int, motion_frames: int) -> list[tup
 
 def context_windows(num_frames: int, length: int, overlap: int) -> list[range]:
     """Uniform overlapping windows covering every frame; the last window ends at the last frame."""
-    if not 0 <= overlap < length:
-        raise AA2Error(f"context overlap must be in [0, context length={length}), got {overlap}")
     if num_frames <= length:
         return [range(0, num_frames)]
+    if not 0 <= overlap < length:
+        raise AA2Error(f"context overlap must be in [0, context length={length}), got {overlap}")
     stride = length - overlap
     starts = list(range(0, num_frames - length, stride)) + [num_frames - length]
     return [range(s, s + length) for s in starts]
