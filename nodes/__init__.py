@@ -4,6 +4,7 @@ from .conditioning import AA2ColorMatchClips, AA2PoseCondition, AA2ReferenceNet,
 from .environment import AA2CompositeEnvironment, AA2EnvironmentMask, AA2ObjectGuider
 from .loaders import AA2ModelLoader
 from .pose import AA2DWPoseExtract, AA2LoadPoseKeypoints, AA2RenderPose, AA2RetargetPose
+from .sam2 import AA2SAM2Loader, AA2SAM2SegmentVideo
 from .sampler import AA2Sampler
 
 NODE_CLASS_MAPPINGS = {
@@ -20,6 +21,8 @@ NODE_CLASS_MAPPINGS = {
     "AA2ObjectGuider": AA2ObjectGuider,
     "AA2CompositeEnvironment": AA2CompositeEnvironment,
     "AA2ColorMatchClips": AA2ColorMatchClips,
+    "AA2SAM2Loader": AA2SAM2Loader,
+    "AA2SAM2SegmentVideo": AA2SAM2SegmentVideo,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -36,4 +39,6 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "AA2ObjectGuider": "AA2 Object Guider",
     "AA2CompositeEnvironment": "AA2 Composite Environment",
     "AA2ColorMatchClips": "AA2 Color Match Clips",
+    "AA2SAM2Loader": "AA2 SAM2 Loader",
+    "AA2SAM2SegmentVideo": "AA2 SAM2 Segment Video",
 }

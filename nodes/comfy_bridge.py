@@ -60,3 +60,12 @@ def core_call(node: str, fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except AA2Error as e:
         raise ValueError(f"{node}: {e}") from None
+
+
+class Held(torch.nn.Module):
+    """A plain module around a model whose class defines a read-only ``device`` (sam2, transformers):
+    ComfyUI's ``ModelPatcher`` sets ``model.device``, so it gets this wrapper to set it on."""
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner = inner

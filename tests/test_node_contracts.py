@@ -20,8 +20,9 @@ def pack(monkeypatch_module):
     fake = types.ModuleType("folder_paths")
     fake.folder_names_and_paths = {"animate_anyone2": (["/x"], set()), "animatediff_models": (["/y"], set())}
     fake.folder_names_and_paths["dwpose"] = (["/z"], {".onnx"})
+    fake.folder_names_and_paths["sam2"] = (["/s"], {".safetensors"})
     fake.get_filename_list = lambda folder: {"animate_anyone2": ["denoising_unet.pth", "aa2.safetensors"],
-                                             "animatediff_models": ["mm_sd_v15_v2.ckpt"], "dwpose": ["yolox_l.onnx"]}[folder]
+                                             "animatediff_models": ["mm_sd_v15_v2.ckpt"], "dwpose": ["yolox_l.onnx"], "sam2": ["sam2.1_hiera_tiny.safetensors"]}[folder]
     fake.get_input_directory = lambda: "/nonexistent"
     fake.supported_pt_extensions = {".safetensors", ".pth"}
     fake.models_dir = "/models"

@@ -104,3 +104,27 @@ def test_latent_previews_reach_the_progress_hook(chain):
     assert len(previews) == 2
     kind, image, _ = previews[-1]
     assert kind == "JPEG" and image.size == (8, 8)  # latent-resolution RGB preview
+
+
+def test_sam2_nodes_give_one_mask_per_object(comfy, tmp_path):
+    """SAM2 Loader + Segment Video with the real sam2 package (its own config, random weights)."""
+    try:
+        import sam2.build_sam
+    except Exception as e:
+        pytest.skip(f"sam2 is not importable here ({type(e).__name__}: {e})")
+    import folder_paths
+    from safetensors.torch import save_file
+
+    nodes, _ = comfy
+    torch.manual_seed(0)
+    predictor = sam2.build_sam.build_sam2_video_predictor("configs/sam2.1/sam2.1_hiera_t.yaml", device="cpu")
+    save_file({k: v.contiguous() for k, v in predictor.state_dict().items()}, str(tmp_path / "sam2.1_hiera_tiny.safetensors"))
+    folder_paths.add_model_folder_path("sam2", str(tmp_path), is_default=True)
+    m = nodes.NODE_CLASS_MAPPINGS
+    (model,) = m["AA2SAM2Loader"]().load("sam2.1_hiera_tiny.safetensors")
+    prompts = '[{"frame": 1, "points": [[10, 12]], "labels": [1]}, {"frame": 1, "box": [20, 20, 30, 30]}, {"frame": 1, "box": [2, 30, 12, 40]}]'
+    character, objects, masks = m["AA2SAM2SegmentVideo"]().segment(model, torch.rand(3, 48, 40, 3), prompts, 2)
+    assert character.shape == objects.shape == (3, 48, 40) and len(masks) == 3
+    assert torch.equal(objects, torch.maximum(masks[1], masks[2])) and torch.equal(character, masks[0])
+    with pytest.raises(ValueError, match="AA2 SAM2 Segment Video: prompts must be a JSON list"):
+        m["AA2SAM2SegmentVideo"]().segment(model, torch.rand(3, 48, 40, 3), "not json", 2)

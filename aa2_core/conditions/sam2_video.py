@@ -1,0 +1,182 @@
+"""SAM2 video segmentation from in-memory frames, one mask sequence per marked object (AA2 section 3.3).
+
+``sam2`` needs a CUDA build (and torchvision) on a real install, so it is imported only when used;
+without it the error says what to install and that masks from any other node work too.
+
+SAM2's video predictor reads frames from a folder or file; here they come from memory: its frame
+loader is swapped, for the duration of ``init_state`` only, for one that hands over our tensor. Long
+videos run in chunks: each chunk after the first is seeded with the previous chunk's last masks, so
+memory stays bounded by the chunk size.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from unittest import mock
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import AA2Error
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# trunk width and block count -> model size (SAM2 and SAM2.1 share the hiera trunks)
+SIZES = {(96, 12): "t", (96, 16): "s", (112, 24): "b+", (144, 48): "l"}
+
+
+def _sam2():
+    try:
+        import sam2.build_sam
+        import sam2.sam2_video_predictor
+    except Exception as e:  # ImportError, or a CUDA/torchvision build problem inside sam2
+        raise AA2Error(
+            "SAM2 video segmentation needs the `sam2` package (with a CUDA build of torch and torchvision): "
+            f"pip install sam2 ({type(e).__name__}: {e}). Or feed masks from any other MASK node."
+        ) from e
+    return sam2
+
+
+@dataclass
+class ObjectPrompt:
+    """Where the user marked one object: points (x, y in pixels) with labels (1 = on, 0 = off) and/or a box."""
+
+    frame: int = 0
+    points: list = field(default_factory=list)
+    labels: list = field(default_factory=list)
+    box: list | None = None  # [x0, y0, x1, y1]
+
+
+def config_for(state_dict: dict, filename: str = "") -> str:
+    """The sam2 package config that builds the model a checkpoint was trained as (read off its shapes)."""
+    key = "image_encoder.trunk.patch_embed.proj.weight"
+    if key not in state_dict:
+        raise AA2Error(f"{filename or 'checkpoint'}: not a SAM2 model (no {key})")
+    width = state_dict[key].shape[0]
+    blocks = len({k.split(".")[3] for k in state_dict if k.startswith("image_encoder.trunk.blocks.")})
+    size = SIZES.get((width, blocks))
+    if size is None:
+        raise AA2Error(f"{filename}: unknown SAM2 trunk (width {width}, {blocks} blocks)")
+    v21 = "no_obj_embed_spatial" in state_dict or re.search(r"2[._]1", os.path.basename(filename))
+    return f"configs/sam2.1/sam2.1_hiera_{size}.yaml" if v21 else f"configs/sam2/sam2_hiera_{size}.yaml"
+
+
+def load_sam2_video_predictor(checkpoint_path: str, device="cpu", config_name: str | None = None, image_size: int | None = None):
+    """Build SAM2's video predictor from its own config and load a ``.safetensors`` or ``.pt`` checkpoint."""
+    from ..checkpoints.io import read_state_dict
+
+    sam2 = _sam2()
+    sd = read_state_dict(checkpoint_path, "SAM2 model")
+    config = config_name or config_for(sd, checkpoint_path)
+    overrides = [f"++model.image_size={image_size}"] if image_size else []
+    predictor = sam2.build_sam.build_sam2_video_predictor(config, ckpt_path=None, device=str(device), hydra_overrides_extra=overrides)
+    missing, unexpected = predictor.load_state_dict(sd, strict=False)
+    if missing or unexpected:
+        raise AA2Error(f"SAM2 model ({checkpoint_path}) does not fit {config}: missing {missing[:4]}, unexpected {unexpected[:4]}")
+    return predictor.eval()
+
+
+def _normalised(frames: torch.Tensor, size: int, device) -> torch.Tensor:
+    """``[T, H, W, 3]`` 0..1 -> SAM2 input ``[T, 3, size, size]`` (fp16 on the storage side to halve memory)."""
+    x = F.interpolate(frames.permute(0, 3, 1, 2).float(), size=(size, size), mode="bilinear", align_corners=False)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return ((x - mean) / std).to(device, torch.float16)
+
+
+@contextmanager
+def _frames_from_memory(images: torch.Tensor, height: int, width: int):
+    def load_video_frames(**_):
+        return images, height, width
+
+    import sam2.sam2_video_predictor as vp
+
+    with mock.patch.object(vp, "load_video_frames", load_video_frames):
+        yield
+
+
+def validate_prompts(prompts: list[ObjectPrompt], num_frames: int, height: int, width: int) -> None:
+    if not prompts:
+        raise AA2Error("mark at least one object (points or a box)")
+    if len({p.frame for p in prompts}) > 1:
+        raise AA2Error(f"mark every object on the same frame (got frames {sorted({p.frame for p in prompts})})")
+    for i, p in enumerate(prompts):
+        if not 0 <= p.frame < num_frames:
+            raise AA2Error(f"object {i}: prompt frame {p.frame} is outside the video (0..{num_frames - 1})")
+        if len(p.points) != len(p.labels):
+            raise AA2Error(f"object {i}: {len(p.points)} points but {len(p.labels)} labels; give one label (1 on, 0 off) per point")
+        if not p.points and p.box is None:
+            raise AA2Error(f"object {i}: give points or a box")
+        if p.box is not None and (len(p.box) != 4 or p.box[0] >= p.box[2] or p.box[1] >= p.box[3]):
+            raise AA2Error(f"object {i}: box must be [x0, y0, x1, y1] with x0 < x1 and y0 < y1, got {p.box}")
+        for x, y in p.points:
+            if not (0 <= x < width and 0 <= y < height):
+                raise AA2Error(f"object {i}: point ({x}, {y}) lies outside the {width}x{height} frame")
+
+
+def chunk_plan(num_frames: int, prompt_frame: int, chunk_size: int) -> list[tuple[int, int, bool]]:
+    """``(start, end, reverse)`` chunks: forwards from the prompt frame, then backwards from it.
+
+    Neighbouring chunks share one frame, whose mask from the earlier chunk seeds the next.
+    """
+    if chunk_size < 2:
+        raise AA2Error(f"chunk_size must be at least 2, got {chunk_size}")
+    chunks, s = [], prompt_frame
+    while True:
+        e = min(s + chunk_size, num_frames)
+        chunks.append((s, e, False))
+        if e == num_frames:
+            break
+        s = e - 1
+    e = prompt_frame + 1
+    while e > 1:
+        s = max(e - chunk_size, 0)
+        chunks.append((s, e, True))
+        e = s + 1
+    return chunks
+
+
+@torch.inference_mode()
+def segment_video(predictor, frames: torch.Tensor, prompts: list[ObjectPrompt], chunk_size: int = 64,
+                  on_chunk=None) -> torch.Tensor:
+    """Masks ``[N_objects, T, H, W]`` (0/1) of each prompted object through the whole video.
+
+    ``on_chunk(done, total)`` reports progress after each chunk (and may raise to cancel).
+    """
+    t, h, w, _ = frames.shape
+    validate_prompts(prompts, t, h, w)
+    masks = torch.zeros(len(prompts), t, h, w)
+    plan = chunk_plan(t, prompts[0].frame, chunk_size)
+    for done, (s, e, reverse) in enumerate(plan, start=1):
+        # the first chunk of each direction starts from the prompts, later ones from the shared frame's masks
+        first = s == prompts[0].frame if not reverse else e == prompts[0].frame + 1
+        seed = None if first else masks[:, e - 1 if reverse else s]
+        _track_chunk(predictor, frames, masks, s, e, prompts, seed, reverse)
+        if on_chunk is not None:
+            on_chunk(done, len(plan))
+    return masks
+
+
+def _track_chunk(predictor, frames, masks, s, e, prompts, seed, reverse):
+    """Track all objects through frames ``[s, e)``, started by the prompts or by ``seed`` masks."""
+    h, w = frames.shape[1:3]
+    images = _normalised(frames[s:e], predictor.image_size, "cpu")
+    with _frames_from_memory(images, h, w):
+        state = predictor.init_state(video_path="<memory>", offload_video_to_cpu=True, offload_state_to_cpu=True)
+    anchor = (e - 1 - s) if reverse else 0
+    for obj, prompt in enumerate(prompts):
+        if seed is not None:
+            predictor.add_new_mask(state, frame_idx=anchor, obj_id=obj, mask=seed[obj] > 0.5)
+            continue
+        kwargs = {}
+        if prompt.points:
+            kwargs.update(points=torch.tensor(prompt.points, dtype=torch.float32), labels=torch.tensor(prompt.labels, dtype=torch.int32))
+        if prompt.box is not None:
+            kwargs["box"] = torch.tensor(prompt.box, dtype=torch.float32)
+        predictor.add_new_points_or_box(state, frame_idx=prompt.frame - s, obj_id=obj, **kwargs)
+    for frame_idx, obj_ids, logits in predictor.propagate_in_video(state, start_frame_idx=anchor, reverse=reverse):
+        for k, obj in enumerate(obj_ids):
+            masks[obj, s + frame_idx] = (logits[k, 0] > 0).float().cpu()
