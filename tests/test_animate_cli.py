@@ -1,6 +1,5 @@
 """`python -m aa2_core animate`: end to end on tiny models, and the errors a user meets first."""
 
-import os
 
 import torch
 

@@ -57,7 +57,7 @@ def unet_config(sd: dict[str, torch.Tensor], source: str = "UNet") -> dict:
 
     attn2 = next((v for k, v in sd.items() if k.endswith("attn2.to_k.weight")), None)
     proj_in = next((v for k, v in sd.items() if k.endswith("attentions.0.proj_in.weight")), None)
-    depth = len(_indices(sd, rf"(?:down|mid|up)_blocks?\.(?:\d+\.)?attentions\.0\.transformer_blocks\.(\d+)\."))
+    depth = len(_indices(sd, r"(?:down|mid|up)_blocks?\.(?:\d+\.)?attentions\.0\.transformer_blocks\.(\d+)\."))
     return dict(
         sample_size=64,
         in_channels=sd["conv_in.weight"].shape[1],

@@ -11,7 +11,6 @@ import json
 import os
 from contextlib import contextmanager
 
-import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from diffusers.loaders.single_file_utils import (
     convert_animatediff_checkpoint_to_diffusers,

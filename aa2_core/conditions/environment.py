@@ -268,11 +268,10 @@ def shape_agnostic_mask(
         chunk_size: frames processed at once (bounds working memory on long videos).
 
     Returns:
-        0/1 float masks of the input's shape. Frames where the character is absent (empty mask,
+        0/1 float masks ``[T, H, W]`` (a 2-D mask gives one frame). Frames where the character is absent (empty mask,
         for example when it has left the frame) stay empty.
     """
     mask = as_mask_batch(mask, "mask")
-    single = mask.ndim == 3 and mask.shape[0] == 1
     out = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
     num_frames, height, width = mask.shape
     for start, stop in frame_chunks(num_frames, chunk_size):
@@ -284,12 +283,7 @@ def shape_agnostic_mask(
         rows = _block_index(height, y0, box_h, counts_h, present, dummy=n_rows)
         cols = _block_index(width, x0, box_w, counts_w, present, dummy=n_cols)
         out[start:stop] = _block_max(binary, rows, cols, n_rows, n_cols)
-    return out[0] if single and _was_2d(mask) else out
-
-
-def _was_2d(mask: torch.Tensor) -> bool:
-    # as_mask_batch already added the frame axis; 2-D inputs are returned 2-D by the callers that care.
-    return False
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ Weights come from a ComfyUI-style models folder; missing files are each named wi
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 

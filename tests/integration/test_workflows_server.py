@@ -50,7 +50,6 @@ def write_media(folder):
     """The input files the example workflows name, small and synthetic."""
     sys.path.insert(0, ROOT)
     from aa2_core.video_io import write_video
-    from safetensors.torch import save_file
     import cv2
     import numpy as np
 
