@@ -95,3 +95,22 @@ def test_object_sequence_keeps_only_object_pixels():
     assert torch.equal(objects[union], frames[union]) and (objects[~union] == 0.5).all()
     with pytest.raises(AA2Error, match="object mask 1 has shape"):
         object_sequence(frames, [a, torch.zeros(2, 8, 8)])
+
+
+def test_random_scale_augmentation():
+    from aa2_core.conditions.environment import random_scale_augment, scale_about_anchor
+
+    frames = torch.rand(3, 32, 32, 3)
+    char = torch.zeros(3, 32, 32)
+    char[:, 8:24, 12:20] = 1
+    obj = torch.zeros(3, 32, 32)
+    obj[:, 20:24, 20:26] = 1
+    same = scale_about_anchor(frames, char, [obj], 1.0, "center", 0.5, 16)
+    assert torch.allclose(same[0], frames, atol=1e-5) and torch.equal(same[1], char)  # scale 1 is the identity
+    a = random_scale_augment(frames, char, [obj], (0.5, 0.7), generator=torch.Generator().manual_seed(3))
+    b = random_scale_augment(frames, char, [obj], (0.5, 0.7), generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])  # seeded
+    assert a[0].shape == frames.shape and a[1].shape == char.shape and len(a[2]) == 1
+    assert 0.2 * char.sum() < a[1].sum() < 0.6 * char.sum()  # shrunk by 0.5..0.7 in each direction
+    with pytest.raises(AA2Error, match="scale_range"):
+        random_scale_augment(frames, char, [obj], (1.2, 0.8))

@@ -10,7 +10,7 @@ OBJECT_BACKGROUND = 0.5  # 0 in the VAE's [-1, 1] range: "nothing here" for the 
 
 
 def object_sequence(frames: torch.Tensor, object_masks: list[torch.Tensor], background: float = OBJECT_BACKGROUND,
-                    threshold: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+                    threshold: float = 0.5, chunk: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     """``[T, H, W, 3]`` frames and one ``[T, H, W]`` mask per object -> (object frames, stacked masks ``[N, T, H, W]``).
 
     All objects share one image per frame (their union is kept, the rest is ``background``), while each
@@ -31,5 +31,8 @@ def object_sequence(frames: torch.Tensor, object_masks: list[torch.Tensor], back
             mask = torch.nn.functional.interpolate(mask[:, None].float(), size=(h, w), mode="nearest")[:, 0]
         stacked.append((mask >= threshold).float())
     masks = torch.stack(stacked)
-    union = masks.amax(dim=0)[..., None]
-    return frames * union + background * (1 - union), masks
+    out = torch.empty(frames.shape, dtype=torch.float32)
+    for i in range(0, t, chunk):  # chunks keep the working memory flat on long videos
+        union = masks[:, i : i + chunk].amax(dim=0)[..., None]
+        out[i : i + chunk] = torch.lerp(torch.full_like(union, background), frames[i : i + chunk].float(), union)
+    return out, masks
