@@ -26,6 +26,7 @@ class AA2Sampler:
                 "schedule": (["moore", "sd15"], {"default": "moore", "tooltip": "moore: v-prediction, zero-SNR, trailing (the Moore-AnimateAnyone weights); sd15: epsilon models"}),
                 "environment_mode": ("BOOLEAN", {"default": True, "tooltip": "keep the driving video's scene outside the mask at every step (works with the public weights)"}),
                 "feather": ("INT", {"default": 1, "min": 0, "max": 8, "tooltip": "latent pixels of soft edge around the mask in environment mode"}),
+                "batch_cfg": ("BOOLEAN", {"default": True, "tooltip": "run both guidance branches in one batch (faster); off halves the activation memory"}),
             },
             "optional": {
                 "environment": ("IMAGE", {"tooltip": "environment frames (from AA2 Environment Mask)"}),
@@ -42,7 +43,7 @@ class AA2Sampler:
     DESCRIPTION = "Animates the reference character along the pose sequence, inside the driving video's environment."
 
     def sample(self, aa2_model, reference, pose, vae, seed, steps, cfg, scheduler, schedule, environment_mode, feather,
-               environment=None, environment_mask=None, objects=None, stitching=None):
+               batch_cfg=True, environment=None, environment_mask=None, objects=None, stitching=None):
         from ..aa2_core.errors import AA2Error
         from ..aa2_core.pipeline.images import check_rgb, resize
         from ..aa2_core.pipeline.sampler import Conditions, Models, Sampler, SamplerSettings
@@ -72,7 +73,7 @@ class AA2Sampler:
 
         stitch = stitching or {"stitching": "motion_frames", "clip_length": 24, "motion_frames": 4, "context_overlap": 4, "fusion": "pyramid"}
         settings = SamplerSettings(steps=steps, cfg=cfg, seed=seed, scheduler=scheduler, schedule=schedule,
-                                   environment_mode=environment_mode, aa2_environment_input=aa2_model.get("aa2_trained", False),
+                                   environment_mode=environment_mode, cfg_batch=batch_cfg, aa2_environment_input=aa2_model.get("aa2_trained", False),
                                    **stitch)
         patchers = aa2_model["patchers"]
         device = load_on_device(patchers["denoising"], patchers["pose"])

@@ -52,7 +52,7 @@ SOCKETS = {
 }
 
 LOADER = ["denoising_unet.pth", "reference_unet.pth", "pose_guider.pth", "motion_module.pth", "full", "auto", "none", "image_encoder.safetensors"]
-SAMPLER = [0, "fixed", 25, 3.5, "ddim", "moore", True, 1]  # seed, control_after_generate, steps, cfg, scheduler, schedule, environment_mode, feather
+SAMPLER = [0, "fixed", 25, 3.5, "ddim", "moore", True, 1, True]  # seed, control, steps, cfg, scheduler, schedule, environment_mode, feather, batch_cfg
 
 
 def moore_animation(sampler_widgets, extra_nodes=(), extra_links=(), note=""):
@@ -83,7 +83,7 @@ def moore_animation(sampler_widgets, extra_nodes=(), extra_links=(), note=""):
 
 def workflow_moore():
     return moore_animation(
-        SAMPLER[:6] + [False, 1],
+        SAMPLER[:6] + [False, 1, True],
         note="Animate Anyone (Moore weights), no environment: the character dances on its own background.\n"
         "driving_kps.mp4 is a skeleton video (OpenPose colours), e.g. rendered with AA2 Render Pose.",
     )
@@ -91,7 +91,7 @@ def workflow_moore():
 
 def workflow_long_video():
     nodes, links = moore_animation(
-        SAMPLER[:6] + [False, 1],
+        SAMPLER[:6] + [False, 1, True],
         extra_nodes=[("stitch", "AA2StitchingOptions", ["motion_frames", 24, 4, 4, "pyramid"], (800, 560), (300, 160)),
                      ("colors", "AA2ColorMatchClips", [1.0], (1460, 300), (240, 80))],
         extra_links=[("stitch", 0, "sampler", "stitching"), ("stitch", 0, "colors", "stitching")],
@@ -143,7 +143,7 @@ def workflow_full_aa2():
 
 def workflow_retarget():
     nodes, links = moore_animation(
-        SAMPLER[:6] + [False, 1],
+        SAMPLER[:6] + [False, 1, True],
         extra_nodes=[
             ("drv_kp", "AA2LoadPoseKeypoints", ["driving_pose.json"], (460, 600), (300, 60)),
             ("ref_kp", "AA2LoadPoseKeypoints", ["character_pose.json"], (460, 700), (300, 60)),

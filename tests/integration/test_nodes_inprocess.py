@@ -46,7 +46,7 @@ def test_full_chain_three_clips(chain):
     env = torch.rand(frames, 64, 64, 3)
     mask = torch.zeros(frames, 64, 64)
     mask[:, 16:48, 20:44] = 1
-    (latent,) = m["AA2Sampler"]().sample(model, reference, pose, vae, 7, 2, 3.5, "ddim", "moore", True, 1,
+    (latent,) = m["AA2Sampler"]().sample(model, reference, pose, vae, 7, 2, 3.5, "ddim", "moore", True, 1, batch_cfg=False,
                                          environment=env, environment_mask=mask, stitching=stitch)
     assert latent["samples"].shape == (frames, 4, 8, 8) and latent["samples"].device.type == "cpu"
     decoded = vae.decode(latent["samples"])
