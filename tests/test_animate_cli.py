@@ -55,7 +55,8 @@ def test_keep_the_scene_with_video_and_mask(tmp_path):
     cv2.imwrite(str(tmp_path / "ref.png"), (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8))
     g = torch.Generator().manual_seed(0)
     write_video(str(tmp_path / "kps.mp4"), torch.rand(5, 64, 64, 3, generator=g))
-    write_video(str(tmp_path / "drive.mp4"), torch.rand(5, 64, 64, 3, generator=g))
+    scene_colour = torch.tensor([0.2, 0.6, 0.3])
+    write_video(str(tmp_path / "drive.mp4"), scene_colour.expand(5, 64, 64, 3))
     mask = torch.zeros(5, 64, 64, 3)
     mask[:, 16:48, 16:40] = 1
     write_video(str(tmp_path / "mask.mp4"), mask)
@@ -63,6 +64,11 @@ def test_keep_the_scene_with_video_and_mask(tmp_path):
     args = ["animate", "--ref", str(tmp_path / "ref.png"), "--poses", str(tmp_path / "kps.mp4"), "--video", str(tmp_path / "drive.mp4"),
             "--mask", str(tmp_path / "mask.mp4"), "--models", str(tmp_path / "models"), "--out", out, "--steps", "1", "--clip-length", "5"]
     assert main(args) == 0
-    assert read_video(out)[0].shape == (5, 64, 64, 3)
+    frames = read_video(out)[0]
+    assert frames.shape == (5, 64, 64, 3)
+    outside = torch.ones(64, 64, dtype=torch.bool)
+    outside[8:56, 8:48] = False  # the mask (16:48, 16:40) grown by its blocks and the feather
+    assert (frames[:, outside] - scene_colour).abs().mean() < 0.03  # the driving video's own pixels
+    assert (frames[:, 20:44, 20:36] - scene_colour).abs().mean() > 0.05  # the character region is generated
     assert main(args[:5] + args[9:]) == 0  # without --video/--mask too
     assert main(args[:7] + args[9:]) == 1  # --video without --mask is refused

@@ -19,6 +19,7 @@ from ..errors import AA2Error
 from ..model_files import locate_models
 from ..video_io import read_image, read_video, write_video
 from . import images
+from .composite import composite_environment
 from .sampler import Conditions, Models, Sampler, SamplerSettings
 
 
@@ -38,8 +39,9 @@ def load_all(models_dir: str, device, dtype):
     return models, vae, clip
 
 
-def build_conditions(ref, poses, vae, clip, driving=None, mask=None, device="cpu") -> Conditions:
-    """Reference image, pose images (and optionally driving frames + character mask) -> Conditions."""
+def build_conditions(ref, poses, vae, clip, driving=None, mask=None):
+    """Reference image, pose images (and optionally driving frames + character mask) ->
+    (Conditions, scene) where scene is ``(driving frames, formulated pixel mask)`` or None."""
     ref = images.check_rgb(ref, "reference image")[:1]
     poses = images.check_rgb(poses, "pose video")
     height, width = images.latent_aligned(*poses.shape[1:3])
@@ -49,23 +51,27 @@ def build_conditions(ref, poses, vae, clip, driving=None, mask=None, device="cpu
     with torch.no_grad():
         embeds = clip(pixel_values=images.clip_pixels(ref.to(param.device), clip.config.image_size).to(param.dtype)).image_embeds
     cond = Conditions(images.vae_encode(vae, ref), embeds[:, None].float().cpu(), poses)
+    scene = None
     if driving is not None:
         if mask is None:
             raise AA2Error("--video (keep the scene) needs --mask: a video of the character's mask")
-        cond.environment_latents, cond.environment_mask = environment_conditions(driving, mask, poses.shape[0], height, width, vae)
-    return cond
+        driving, pixel_mask, cond.environment_latents, cond.environment_mask = environment_conditions(
+            driving, mask, poses.shape[0], height, width, vae
+        )
+        scene = (driving, pixel_mask)
+    return cond, scene
 
 
 def environment_conditions(driving, mask, frames, height, width, vae):
+    """(driving frames, formulated pixel mask, environment latents, latent mask) at the output size."""
     from ..conditions.environment import environment_sequence, latent_mask, shape_agnostic_mask
 
     driving = images.resize(images.check_rgb(driving, "driving video"), height, width)[:frames]
     mask = images.resize(mask[..., :1].expand(-1, -1, -1, 3), height, width)[:frames, ..., 0]
     if driving.shape[0] != frames or mask.shape[0] != frames:
         raise AA2Error(f"driving video ({driving.shape[0]}) and mask ({mask.shape[0]}) need at least as many frames as the poses ({frames})")
-    formulated = shape_agnostic_mask(mask)
-    env_frames, env_mask = environment_sequence(driving, formulated)
-    return images.vae_encode(vae, env_frames), latent_mask(env_mask, height // 8, width // 8)
+    env_frames, env_mask = environment_sequence(driving, shape_agnostic_mask(mask))
+    return driving, env_mask, images.vae_encode(vae, env_frames), latent_mask(env_mask, height // 8, width // 8)
 
 
 def tiny_inputs(frames: int = 8, size: int = 64):
@@ -118,7 +124,7 @@ def main(argv=None) -> int:
             mask = read_video(args.mask, args.frames)[0] if args.mask else None
         t0 = time.perf_counter()
         models, vae, clip = load_all(models_dir, args.device, dtype)
-        cond = build_conditions(ref, poses, vae, clip, driving, mask)
+        cond, scene = build_conditions(ref, poses, vae, clip, driving, mask)
         settings = SamplerSettings(steps=args.steps, cfg=args.cfg, seed=args.seed, scheduler=args.scheduler,
                                    clip_length=args.clip_length if not args.tiny else 4, motion_frames=args.motion_frames if not args.tiny else 1)
 
@@ -127,6 +133,8 @@ def main(argv=None) -> int:
 
         latents = Sampler(models, settings, device=args.device, dtype=dtype, on_step=progress).sample(cond)
         frames = images.vae_decode(vae, latents)
+        if scene is not None:  # the driving video's own pixels outside the mask
+            frames = composite_environment(frames, *scene)
         write_video(args.out, frames, fps)
         print(f"\nwrote {frames.shape[0]} frames {frames.shape[2]}x{frames.shape[1]} to {args.out} in {time.perf_counter() - t0:.1f} s")
         return 0
