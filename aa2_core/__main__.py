@@ -9,6 +9,7 @@ def main(argv=None) -> int:
         "animate": "aa2_core.pipeline.animate_cli",
         "check": "aa2_core.check",
         "convert": "aa2_core.checkpoints.convert",
+        "train": "aa2_core.training.train",
     }
     if not argv or argv[0] not in commands:
         print(f"usage: python -m aa2_core {{{','.join(commands)}}} ...")

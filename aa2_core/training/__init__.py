@@ -1,0 +1,1 @@
+"""Training the Animate Anyone 2 modules on your own videos."""
