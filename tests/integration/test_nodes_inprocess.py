@@ -41,7 +41,8 @@ def test_all_our_nodes_are_registered(comfy):
 def test_full_chain_three_clips(chain):
     m, model, vae, reference = chain
     frames = 10
-    (pose,) = m["AA2PoseCondition"]().build(torch.rand(frames, 64, 64, 3))
+    (pose,) = m["AA2PoseCondition"]().build(torch.rand(frames, 64, 64, 3), torch.rand(frames, 32, 32, 3))  # depth at another size
+    assert pose["depth"].shape == (frames, 64, 64)
     (stitch,) = m["AA2StitchingOptions"]().build("motion_frames", 4, 1, 2, "pyramid")
     env = torch.rand(frames, 64, 64, 3)
     mask = torch.zeros(frames, 64, 64)
