@@ -33,7 +33,7 @@ class AA2EnvironmentMask:
         if character_mask.shape[0] != images.shape[0] and character_mask.shape[0] != 1:
             raise ValueError(f"{node}: character_mask has {character_mask.shape[0]} frames but images has {images.shape[0]}")
         formulated = core_call(node, shape_agnostic_mask, character_mask, grid_rows or None, grid_cols or None, threshold=threshold)
-        environment, mask = core_call(node, environment_sequence, images, formulated, size=tuple(images.shape[1:3]))
+        environment, mask = core_call(node, environment_sequence, images, formulated)  # sides rounded to multiples of 8
         return (environment, mask)
 
 

@@ -17,7 +17,7 @@ Long videos are processed in chunks of frames so that working memory does not gr
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -138,7 +138,7 @@ def latent_aligned_size(height: int, width: int, multiple: int = LATENT_MULTIPLE
     return _round(int(height)), _round(int(width))
 
 
-def _target_size(size: Optional[Sequence[int]], height: int, width: int) -> tuple[int, int]:
+def _target_size(size: Sequence[int] | None, height: int, width: int) -> tuple[int, int]:
     """The output size: the given ``(height, width)`` (multiples of 8), else the frame size aligned to 8."""
     if size is None:
         return latent_aligned_size(height, width)
@@ -181,22 +181,31 @@ def inference_block_counts(length: torch.Tensor) -> torch.Tensor:
     return torch.div(length + INFERENCE_BLOCK_PIXELS // 2, INFERENCE_BLOCK_PIXELS, rounding_mode="floor").clamp(min=1)
 
 
-def random_block_counts(length: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+def random_block_counts(length: torch.Tensor, generator: torch.Generator | None, draw: torch.Tensor | None = None) -> torch.Tensor:
     """Training draw: ``k`` uniform over the integers of the paper's open interval ``(1, length)``.
 
     That is ``2 .. length - 1``; boxes too small for that interval keep ``min(2, length)`` blocks.
+    ``draw`` (uniform 0..1, one per frame) replaces the generator when given.
     """
     low = length.clamp(max=2)
     high = torch.maximum(low, length - 1)
-    draw = torch.rand(length.shape, generator=generator, device=length.device)
+    if draw is None:
+        draw = uniform_draws(length.shape[0], generator)
+    draw = draw.to(length.device, torch.float64)
     counts = low + (draw * (high - low + 1).to(draw.dtype)).floor().to(length.dtype)
     return torch.minimum(counts, high).clamp(min=1)
 
 
-def _block_counts(k, length: torch.Tensor, generator: Optional[torch.Generator], name: str) -> torch.Tensor:
-    """Per-frame block counts along one axis: given, random (training) or the inference default."""
+def uniform_draws(count: int, generator: torch.Generator | None) -> torch.Tensor:
+    """``count`` uniform numbers on the generator's own device (a CPU generator may serve CUDA masks)."""
+    device = generator.device if generator is not None else "cpu"
+    return torch.rand(count, generator=generator, device=device)
+
+
+def _block_counts(k, length: torch.Tensor, draw: torch.Tensor | None, name: str) -> torch.Tensor:
+    """Per-frame block counts along one axis: given, random (training, from ``draw``) or the inference default."""
     if k is None:
-        counts = inference_block_counts(length) if generator is None else random_block_counts(length, generator)
+        counts = inference_block_counts(length) if draw is None else random_block_counts(length, None, draw)
     else:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise AA2Error(f"{name} must be a positive integer number of blocks (or None), got {k!r}")
@@ -236,9 +245,9 @@ def _block_max(binary: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, n_r
 
 def shape_agnostic_mask(
     mask: torch.Tensor,
-    kh: Optional[int] = None,
-    kw: Optional[int] = None,
-    generator: Optional[torch.Generator] = None,
+    kh: int | None = None,
+    kw: int | None = None,
+    generator: torch.Generator | None = None,
     threshold: float = 0.5,
     chunk_size: int = DEFAULT_CHUNK,
 ) -> torch.Tensor:
@@ -273,17 +282,28 @@ def shape_agnostic_mask(
     """
     mask = as_mask_batch(mask, "mask")
     out = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
-    num_frames, height, width = mask.shape
+    num_frames = mask.shape[0]
+    # Training draws for the whole clip up front, so that chunk_size does not change the result.
+    random = generator is not None
+    draws_h = uniform_draws(num_frames, generator) if random and kh is None else None
+    draws_w = uniform_draws(num_frames, generator) if random and kw is None else None
     for start, stop in frame_chunks(num_frames, chunk_size):
-        binary = binarize(mask[start:stop], threshold)
-        y0, box_h, x0, box_w, present = mask_bounding_boxes(binary)
-        counts_h = _block_counts(kh, box_h, generator, "kh")
-        counts_w = _block_counts(kw, box_w, generator, "kw")
-        n_rows, n_cols = int(counts_h.max()), int(counts_w.max())
-        rows = _block_index(height, y0, box_h, counts_h, present, dummy=n_rows)
-        cols = _block_index(width, x0, box_w, counts_w, present, dummy=n_cols)
-        out[start:stop] = _block_max(binary, rows, cols, n_rows, n_cols)
+        draw_h = None if draws_h is None else draws_h[start:stop]
+        draw_w = None if draws_w is None else draws_w[start:stop]
+        out[start:stop] = _formulate_chunk(mask[start:stop], kh, kw, draw_h, draw_w, threshold)
     return out
+
+
+def _formulate_chunk(mask, kh, kw, draw_h, draw_w, threshold) -> torch.Tensor:
+    """Equation (2) on a chunk of frames (its temporaries are freed before the next chunk)."""
+    binary = binarize(mask, threshold)
+    y0, box_h, x0, box_w, present = mask_bounding_boxes(binary)
+    counts_h = _block_counts(kh, box_h, draw_h, "kh")
+    counts_w = _block_counts(kw, box_w, draw_w, "kw")
+    n_rows, n_cols = int(counts_h.max()), int(counts_w.max())
+    rows = _block_index(mask.shape[1], y0, box_h, counts_h, present, dummy=n_rows)
+    cols = _block_index(mask.shape[2], x0, box_w, counts_w, present, dummy=n_cols)
+    return _block_max(binary, rows, cols, n_rows, n_cols)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -295,7 +315,7 @@ def environment_sequence(
     frames: torch.Tensor,
     formulated_mask: torch.Tensor,
     fill: float = ENVIRONMENT_FILL,
-    size: Optional[Sequence[int]] = None,
+    size: Sequence[int] | None = None,
     threshold: float = 0.5,
     chunk_size: int = DEFAULT_CHUNK,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -324,12 +344,16 @@ def environment_sequence(
     environment = torch.empty(num_frames, out_h, out_w, 3, dtype=torch.float32, device=frames.device)
     removed = torch.empty(num_frames, out_h, out_w, dtype=torch.float32, device=frames.device)
     for start, stop in frame_chunks(num_frames, chunk_size):
-        chunk = resize_frames(frames[start:stop].to(torch.float32), out_h, out_w)
-        chunk_mask = mask_chunk(formulated_mask, start, stop, height, width, threshold)
-        chunk_mask = resize_mask(chunk_mask, out_h, out_w, threshold)
-        environment[start:stop] = torch.lerp(chunk, torch.full_like(chunk, float(fill)), chunk_mask[..., None])
+        chunk_mask = resize_mask(mask_chunk(formulated_mask, start, stop, height, width, threshold), out_h, out_w, threshold)
         removed[start:stop] = chunk_mask
+        environment[start:stop] = _fill_chunk(frames[start:stop], chunk_mask, fill, out_h, out_w)
     return environment, removed
+
+
+def _fill_chunk(frames: torch.Tensor, mask: torch.Tensor, fill: float, height: int, width: int) -> torch.Tensor:
+    """Frames resized to ``height x width`` with the 0/1 ``mask`` region set to ``fill``."""
+    resized = resize_frames(frames.to(torch.float32), height, width)
+    return resized.masked_fill_(mask[..., None].bool(), float(fill))
 
 
 def latent_mask(mask: torch.Tensor, latent_h: int, latent_w: int, threshold: float = 0.5) -> torch.Tensor:
@@ -343,10 +367,13 @@ def latent_mask(mask: torch.Tensor, latent_h: int, latent_w: int, threshold: flo
     if int(latent_h) < 1 or int(latent_w) < 1:
         raise AA2Error(f"latent size must be positive, got {latent_h}x{latent_w}")
     out = torch.empty(mask.shape[0], int(latent_h), int(latent_w), dtype=torch.float32, device=mask.device)
-    for start, stop in frame_chunks(mask.shape[0], 64):
-        binary = binarize(mask[start:stop], threshold)[:, None]
-        out[start:stop] = F.adaptive_max_pool2d(binary, (int(latent_h), int(latent_w)))[:, 0]
+    for start, stop in frame_chunks(mask.shape[0], DEFAULT_CHUNK):
+        out[start:stop] = _cover_cells(mask[start:stop], int(latent_h), int(latent_w), threshold)
     return out
+
+
+def _cover_cells(mask: torch.Tensor, latent_h: int, latent_w: int, threshold: float) -> torch.Tensor:
+    return F.adaptive_max_pool2d(binarize(mask, threshold)[:, None], (latent_h, latent_w))[:, 0]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -360,13 +387,18 @@ def _union_box(masks: list[torch.Tensor], num_frames: int, height: int, width: i
     cols = torch.zeros(width, dtype=torch.bool, device=masks[0].device)
     for start, stop in frame_chunks(num_frames, chunk_size):
         for mask in masks:
-            covered = mask_chunk(mask, start, stop, height, width, threshold) > 0
-            rows |= covered.any(dim=(0, 2))
-            cols |= covered.any(dim=(0, 1))
+            chunk_rows, chunk_cols = _covered_lines(mask_chunk(mask, start, stop, height, width, threshold))
+            rows |= chunk_rows
+            cols |= chunk_cols
     if not rows.any():
         return None
     ys, xs = rows.nonzero()[:, 0], cols.nonzero()[:, 0]
     return int(ys[0]), int(ys[-1]), int(xs[0]), int(xs[-1])
+
+
+def _covered_lines(chunk: torch.Tensor):
+    """Rows and columns of a 0/1 mask chunk that hold any covered pixel."""
+    return chunk.amax(dim=(0, 2)) > 0, chunk.amax(dim=(0, 1)) > 0
 
 
 def _scaling_grid(height: int, width: int, scale: float, anchor_y: float, anchor_x: float, device) -> torch.Tensor:
@@ -397,7 +429,7 @@ def _check_masks_for_augment(frames, character_mask, object_masks):
 def scale_about_anchor(
     frames: torch.Tensor,
     character_mask: torch.Tensor,
-    object_masks: Optional[Sequence[torch.Tensor]],
+    object_masks: Sequence[torch.Tensor] | None,
     scale: float,
     anchor: str = "center",
     threshold: float = 0.5,
@@ -443,23 +475,33 @@ def scale_about_anchor(
     anchor_x = (x0 + x1) / 2
     grid = _scaling_grid(height, width, float(scale), anchor_y, anchor_x, frames.device)
     for start, stop in frame_chunks(num_frames, chunk_size):
-        chunk_masks = [mask_chunk(mask, start, stop, height, width, threshold) for mask in masks]
-        union = torch.stack(chunk_masks).amax(dim=0)
-        planes = torch.cat([frames[start:stop].movedim(-1, 1).to(torch.float32), union[:, None], torch.stack(chunk_masks, 1)], 1)
-        warped = F.grid_sample(planes, grid.expand(stop - start, -1, -1, -1), mode="bilinear", padding_mode="zeros", align_corners=False)
-        scaled_rgb, alpha = warped[:, :3].movedim(1, -1), warped[:, 3:4].movedim(1, -1)
-        out_frames[start:stop] = torch.lerp(frames[start:stop].to(torch.float32), scaled_rgb, alpha).to(frames.dtype)
+        chunk_masks = torch.stack([mask_chunk(mask, start, stop, height, width, threshold) for mask in masks], 1)
+        chunk_frames, chunk_masks = _scale_chunk(frames[start:stop], chunk_masks, grid, threshold)
+        out_frames[start:stop] = chunk_frames
         for i, out in enumerate(out_masks):
-            out[start:stop] = binarize(warped[:, 4 + i], threshold)
+            out[start:stop] = chunk_masks[:, i]
     return out_frames, out_masks[0], out_masks[1:]
+
+
+def _scale_chunk(frames: torch.Tensor, masks: torch.Tensor, grid: torch.Tensor, threshold: float):
+    """Warp frames ``[t, H, W, 3]`` and 0/1 masks ``[t, M, H, W]`` with ``grid``; composite over the source.
+
+    The union of the masks, warped bilinearly, is the alpha of the scaled cut-out; the warped masks
+    are thresholded back to 0/1.
+    """
+    source = frames.to(torch.float32)
+    planes = torch.cat([source.movedim(-1, 1), masks.amax(dim=1, keepdim=True), masks], 1)
+    warped = F.grid_sample(planes, grid.expand(len(frames), -1, -1, -1), mode="bilinear", padding_mode="zeros", align_corners=False)
+    composite = torch.lerp(source, warped[:, :3].movedim(1, -1), warped[:, 3:4].movedim(1, -1))
+    return composite.to(frames.dtype), binarize(warped[:, 4:], threshold)
 
 
 def random_scale_augment(
     frames: torch.Tensor,
     character_mask: torch.Tensor,
-    object_masks: Optional[Sequence[torch.Tensor]] = None,
+    object_masks: Sequence[torch.Tensor] | None = None,
     scale_range: tuple[float, float] = (0.8, 1.2),
-    generator: Optional[torch.Generator] = None,
+    generator: torch.Generator | None = None,
     anchor: str = "center",
     threshold: float = 0.5,
     chunk_size: int = DEFAULT_CHUNK,
