@@ -34,17 +34,12 @@ def write_tiny_models_dir(models_dir: str, seed: int = 0) -> None:
 
 
 def run_check(models_dir: str, frames: int = 4, height: int = 64, width: int = 64) -> dict:
-    from .checkpoints import loaders
+    from .checkpoints.assembly import assemble_from_folder
 
-    found, missing = locate_models(models_dir)
-    if missing:
-        raise AA2Error("missing model files:\n  " + "\n  ".join(missing))
+    found, _ = locate_models(models_dir)
     t0 = time.perf_counter()
-    net = loaders.load_denoising_net(found["denoising_unet"], found["motion_module"])
-    reference = loaders.load_reference_net(found["reference_unet"])
-    pose = loaders.load_pose_modulation(found["pose_guider"])
-    vae = loaders.load_vae(found["vae"])
-    clip = loaders.load_clip_vision(found["clip_vision"])
+    models = assemble_from_folder(models_dir)
+    net, reference, pose, vae, clip = models.denoising, models.reference, models.pose, models.vae, models.image_encoder.clip
     load_s = time.perf_counter() - t0
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():

@@ -21,7 +21,9 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from aa2_core.models import DenoisingNet, MotionConfig, MotionModuleSet, PoseGuider, PoseModulation, ReferenceNet  # noqa: E402
-from aa2_core.pipeline.sampler import Conditions, Models, Sampler, SamplerSettings  # noqa: E402
+from aa2_core.pipeline.options import SamplerSettings, Stitching  # noqa: E402
+from aa2_core.pipeline.prepare import Conditions, Reference  # noqa: E402
+from aa2_core.pipeline.sampler import Models, Sampler, total_steps  # noqa: E402
 
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "RTX 4090": 165.0}  # dense fp16/bf16
 
@@ -37,16 +39,17 @@ def build(full: bool):
         motion, guider = MotionModuleSet(MotionConfig()), PoseGuider(320)
     else:
         unet, ref, motion, guider = tiny.tiny_unet(0), tiny.tiny_unet(1), tiny.tiny_motion(), tiny.tiny_pose_guider()
-    return Models(DenoisingNet(unet, motion), ReferenceNet(ref), PoseModulation(guider))
+    return Models(DenoisingNet(unet, motion), PoseModulation(guider)), ReferenceNet(ref)
 
 
-def conditions(frames, height, width, dim):
+@torch.no_grad()
+def conditions(reference_net, frames, height, width, dim):
+    """Random latents and embedding; the ReferenceNet runs once, as the ReferenceNet node does."""
     g = torch.Generator().manual_seed(0)
-    return Conditions(
-        reference_latents=torch.randn(1, 4, height // 8, width // 8, generator=g),
-        image_embeds=torch.randn(1, 1, dim, generator=g),
-        skeleton=torch.rand(frames, height, width, 3, generator=g),
-    )
+    latents, embeds = torch.randn(1, 4, height // 8, width // 8, generator=g), torch.randn(1, 1, dim, generator=g)
+    param = next(reference_net.parameters())
+    tokens = reference_net(latents.to(param.device, param.dtype), embeds.to(param.device, param.dtype))
+    return Conditions(Reference(latents, embeds, tokens), torch.rand(frames, height, width, 3, generator=g))
 
 
 def peak_memory_mb(device) -> float:
@@ -67,17 +70,17 @@ def main():
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
     height, width, steps = (768, 512, 25) if args.full else (64, 64, 2)
     steps = args.steps or steps
-    models = build(args.full)
-    for m in (models.denoising, models.reference, models.pose):
+    models, reference_net = build(args.full)
+    for m in (models.denoising, reference_net, models.pose):
         m.to(device, dtype).eval()
     dim = models.denoising.unet.config.cross_attention_dim
-    settings = SamplerSettings(steps=steps, cfg=3.5, clip_length=24, motion_frames=4)
+    settings = SamplerSettings(steps=steps, cfg=3.5, stitching=Stitching(clip_length=24, motion_frames=4))
 
     # FLOPs of one denoising call (both CFG branches) on one 24-frame clip
     probe = Sampler(models, settings, device=device, dtype=dtype)
-    cond = conditions(24, height, width, dim)
+    cond = conditions(reference_net, 24, height, width, dim)
     with FlopCounterMode(display=False) as counter:
-        Sampler(models, SamplerSettings(steps=1, cfg=3.5, clip_length=24), device=device, dtype=dtype).sample(cond)
+        Sampler(models, SamplerSettings(steps=1, cfg=3.5), device=device, dtype=dtype).sample(cond)
     flops_per_clip_step = counter.get_total_flops()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     peak = next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
@@ -85,7 +88,7 @@ def main():
     print(f"FLOPs per 24-frame clip step (CFG batch): {flops_per_clip_step / 1e12:.3f} TFLOP")
     print(f"{'frames':>7} {'clips':>5} {'seconds':>9} {'s/frame':>8} {'peak MB':>9} {'TFLOP/s':>8} {'% of peak':>9}")
     for frames in [int(f) for f in args.frames.split(",")]:
-        cond = conditions(frames, height, width, dim)
+        cond = conditions(reference_net, frames, height, width, dim)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
             torch.cuda.synchronize(device)
@@ -94,8 +97,9 @@ def main():
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t0
-        clips = probe._total // steps
-        tflops = flops_per_clip_step * probe._total / seconds / 1e12
+        calls = total_steps(settings, frames)
+        clips = calls // steps
+        tflops = flops_per_clip_step * calls / seconds / 1e12
         share = f"{100 * tflops / peak:.1f}" if peak else "n/a"
         print(f"{frames:>7} {clips:>5} {seconds:>9.2f} {seconds / frames:>8.3f} {peak_memory_mb(device):>9.0f} {tflops:>8.3f} {share:>9}")
 

@@ -10,6 +10,8 @@ from .comfy_bridge import core_call, intermediate, load_on_device, vae_encode
 class AA2ReferenceNet:
     @classmethod
     def INPUT_TYPES(cls):
+        from ..aa2_core.pipeline.options import ClipPreprocess
+
         return {
             "required": {
                 "aa2_model": ("AA2_MODEL", {"tooltip": "from AA2 Model Loader"}),
@@ -20,6 +22,7 @@ class AA2ReferenceNet:
             },
             "optional": {
                 "clip_vision": ("CLIP_VISION", {"tooltip": "ViT-L/14 image encoder (sd-image-variations image_encoder) from Load CLIP Vision; if not connected, the AA2 Model Loader's image_encoder is used"}),
+                "clip_preprocess": (ClipPreprocess.values(), {"default": ClipPreprocess.SQUASH.value, "tooltip": "image-encoder input for the loader's image_encoder: squash (the image squashed to 224x224) or moore (8-bit image through CLIPImageProcessor, exactly as Moore-AnimateAnyone's pipeline)"}),
             },
         }
 
@@ -29,38 +32,29 @@ class AA2ReferenceNet:
     CATEGORY = "AnimateAnyone2"
     DESCRIPTION = "Encodes the character image (VAE + CLIP) and runs the ReferenceNet once; the sampler reuses the result at every step."
 
-    def encode(self, aa2_model, vae, reference_image, width, height, clip_vision=None):
-        from ..aa2_core.pipeline import images
+    def encode(self, aa2_model, vae, reference_image, width, height, clip_vision=None, clip_preprocess="squash"):
+        from ..aa2_core.pipeline.prepare import encode_reference
 
-        image = core_call("AA2 ReferenceNet", images.check_rgb, reference_image, "reference_image")[:1]
-        if width % 8 or height % 8:
-            raise ValueError(f"AA2 ReferenceNet: width and height must be multiples of 8, got {width}x{height}")
-        image = images.resize(image, height, width)
-        latents = vae_encode(vae, image)
-        embeds = image_embeds(aa2_model, clip_vision, image)
+        node = "AA2 ReferenceNet"
+        embed, encoder = image_embedder(node, aa2_model, clip_vision, clip_preprocess)
         patcher = aa2_model["patchers"]["reference"]
-        device = load_on_device(patcher)
-        dtype = aa2_model["dtype"]
+        device = load_on_device(patcher, *encoder)
         with torch.no_grad():
-            tokens = patcher.model(latents.to(device, dtype), embeds.to(device, dtype))
-        return ({"latents": latents, "image_embeds": embeds.cpu(), "tokens": {k: intermediate(v) for k, v in tokens.items()},
-                 "size": (height, width)},)
+            reference = core_call(node, encode_reference, reference_image, (height, width), lambda x: vae_encode(vae, x),
+                                  embed, patcher.model, device, aa2_model["dtype"])
+        reference.tokens = {k: intermediate(v) for k, v in reference.tokens.items()}
+        return (reference,)
 
 
-def image_embeds(aa2_model, clip_vision, image):
-    """Projected CLIP image embedding ``(1, 1, dim)``; the image is squashed to 224x224 as Moore does."""
-    from ..aa2_core.pipeline.images import clip_pixels
-
+def image_embedder(node, aa2_model, clip_vision, clip_preprocess):
+    """(``image [1, H, W, 3] -> (1, 1, dim)``, patchers to load): a connected CLIP_VISION (ComfyUI's own
+    preprocessing, squashed to a square as Moore does) or the loader's image encoder with the chosen one."""
     if clip_vision is not None:
-        return clip_vision.encode_image(image, crop=False).image_embeds[:, None].float().cpu()
+        return (lambda image: clip_vision.encode_image(image, crop=False).image_embeds[:, None].float().cpu()), ()
     patcher = aa2_model["patchers"].get("image_encoder")
     if patcher is None:
-        raise ValueError("AA2 ReferenceNet: connect a CLIP_VISION (Load CLIP Vision) or choose an image_encoder in AA2 Model Loader")
-    device = load_on_device(patcher)
-    encoder = patcher.model
-    with torch.no_grad():
-        pixels = clip_pixels(image.to(device), encoder.image_size).to(aa2_model["dtype"])
-        return encoder(pixels).float().cpu()
+        raise ValueError(f"{node}: connect a CLIP_VISION (Load CLIP Vision) or choose an image_encoder in AA2 Model Loader")
+    return (lambda image: patcher.model.embed(image, clip_preprocess)), (patcher,)
 
 
 class AA2PoseCondition:
@@ -97,14 +91,19 @@ class AA2PoseCondition:
 class AA2StitchingOptions:
     @classmethod
     def INPUT_TYPES(cls):
+        from ..aa2_core.pipeline.options import ContextSchedule, Fusion, StitchMode
+
         return {
             "required": {
-                "mode": (["motion_frames", "context_windows"], {"default": "motion_frames", "tooltip": "motion_frames: clips in turn, each continuing from the previous clip's last frames (AA2 paper); context_windows: overlapping windows fused at every step"}),
-                "clip_length": ("INT", {"default": 24, "min": 2, "max": 32, "tooltip": "frames per clip/window (the motion module saw at most 32)"}),
+                "mode": (StitchMode.values(), {"default": StitchMode.MOTION_FRAMES.value, "tooltip": "motion_frames: clips in turn, each continuing from the previous clip's last frames (AA2 paper); context_windows: overlapping windows fused at every step"}),
+                "clip_length": ("INT", {"default": 24, "min": 2, "max": 32, "tooltip": "frames per clip/window (the motion module saw at most 32; AnimateDiff v1 holds 24)"}),
                 "motion_frames": ("INT", {"default": 4, "min": 0, "max": 16, "tooltip": "frames of the previous clip carried into the next (motion_frames mode)"}),
                 "context_overlap": ("INT", {"default": 4, "min": 0, "max": 16, "tooltip": "frames shared by neighbouring windows (context_windows mode)"}),
-                "fusion": (["pyramid", "linear", "flat"], {"default": "pyramid", "tooltip": "how overlapping windows are weighted (context_windows mode)"}),
-            }
+                "fusion": (Fusion.values(), {"default": Fusion.PYRAMID.value, "tooltip": "how overlapping windows are weighted (context_windows mode); flat = plain average"}),
+            },
+            "optional": {
+                "context_schedule": (ContextSchedule.values(), {"default": ContextSchedule.OPEN.value, "tooltip": "context_windows mode: open = windows end at the last frame; closed_loop = Moore-AnimateAnyone's schedule, windows wrap past the end to the start (with flat fusion: Moore's pictures)"}),
+            },
         }
 
     RETURN_TYPES = ("AA2_STITCH",)
@@ -113,13 +112,10 @@ class AA2StitchingOptions:
     CATEGORY = "AnimateAnyone2"
     DESCRIPTION = "Long-video options for the AA2 Sampler."
 
-    def build(self, mode, clip_length, motion_frames, context_overlap, fusion):
-        if mode == "motion_frames" and motion_frames >= clip_length:
-            raise ValueError(f"AA2 Stitching Options: motion_frames ({motion_frames}) must be smaller than clip_length ({clip_length})")
-        if mode == "context_windows" and context_overlap >= clip_length:
-            raise ValueError(f"AA2 Stitching Options: context_overlap ({context_overlap}) must be smaller than clip_length ({clip_length})")
-        return ({"stitching": mode, "clip_length": clip_length, "motion_frames": motion_frames,
-                 "context_overlap": context_overlap, "fusion": fusion},)
+    def build(self, mode, clip_length, motion_frames, context_overlap, fusion, context_schedule="open"):
+        from ..aa2_core.pipeline.options import Stitching
+
+        return (core_call("AA2 Stitching Options", Stitching, mode, clip_length, motion_frames, context_overlap, fusion, context_schedule),)
 
 
 class AA2ColorMatchClips:
@@ -140,9 +136,10 @@ class AA2ColorMatchClips:
 
     def match(self, images, stitching, strength):
         from ..aa2_core.pipeline.composite import match_clip_colors
+        from ..aa2_core.pipeline.options import StitchMode
         from ..aa2_core.pipeline.windows import clip_plan
 
-        if stitching["stitching"] != "motion_frames":
+        if stitching.mode != StitchMode.MOTION_FRAMES:
             return (images,)
-        plan = core_call("AA2 Color Match Clips", clip_plan, images.shape[0], stitching["clip_length"], stitching["motion_frames"])
+        plan = core_call("AA2 Color Match Clips", clip_plan, images.shape[0], stitching.clip_length, stitching.motion_frames)
         return (match_clip_colors(images, plan, strength),)

@@ -27,14 +27,13 @@ class AA2EnvironmentMask:
     DESCRIPTION = "Shape-agnostic mask (block-wise max in the character's box) and the environment frames with that region removed."
 
     def build(self, images, character_mask, grid_rows, grid_cols, threshold):
-        from ..aa2_core.conditions.environment import environment_sequence, shape_agnostic_mask
+        from ..aa2_core.pipeline.prepare import environment_frames
 
         node = "AA2 Environment Mask"
         if character_mask.shape[0] != images.shape[0] and character_mask.shape[0] != 1:
             raise ValueError(f"{node}: character_mask has {character_mask.shape[0]} frames but images has {images.shape[0]}")
-        formulated = core_call(node, shape_agnostic_mask, character_mask, grid_rows or None, grid_cols or None, threshold=threshold)
-        environment, mask = core_call(node, environment_sequence, images, formulated)  # sides rounded to multiples of 8
-        return (environment, mask)
+        # sides rounded to multiples of 8 by the pack's one size rule
+        return core_call(node, environment_frames, images, character_mask, None, grid_rows or None, grid_cols or None, threshold=threshold)
 
 
 class AA2ObjectGuider:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .comfy_bridge import core_call
 from .folders import AA2_FOLDER, MOTION_FOLDERS, files_in, full_path
 
 DTYPES = ("auto", "fp16", "bf16", "fp32")
@@ -39,36 +40,29 @@ class AA2ModelLoader:
         import comfy.model_management as mm
         import comfy.model_patcher
 
-        from ..aa2_core.checkpoints.aa2_file import apply_aa2_parts, load_aa2_file
-        from ..aa2_core.models.image_encoder import ImageEncoder
-        from ..aa2_core.checkpoints.loaders import load_clip_vision, load_denoising_net, load_pose_modulation, load_reference_net
+        from ..aa2_core.checkpoints.assembly import assemble
 
         node = "AA2 Model Loader"
-        denoising = load_denoising_net(
+        models = core_call(
+            node, assemble,
             full_path(node, "denoising_unet", denoising_unet, (AA2_FOLDER,)),
+            full_path(node, "reference_unet", reference_unet, (AA2_FOLDER,)),
+            full_path(node, "pose_guider", pose_guider, (AA2_FOLDER,)),
             full_path(node, "motion_module", motion_module, MOTION_FOLDERS),
             fusion_blocks,
+            aa2_modules=None if aa2_modules == "none" else full_path(node, "aa2_modules", aa2_modules, (AA2_FOLDER,)),
+            clip_vision=None if image_encoder == "none" else full_path(node, "image_encoder", image_encoder, ("clip_vision",)),
         )
-        reference = load_reference_net(full_path(node, "reference_unet", reference_unet, (AA2_FOLDER,)), fusion_blocks)
-        pose = load_pose_modulation(full_path(node, "pose_guider", pose_guider, (AA2_FOLDER,)))
-        if aa2_modules != "none":
-            path = full_path(node, "aa2_modules", aa2_modules, (AA2_FOLDER,))
-            parts, _ = load_aa2_file(path)
-            for name, model in (("denoising", denoising), ("pose", pose), ("reference", reference)):
-                if name in parts:
-                    apply_aa2_parts(model, parts[name], path)
-
         device, offload = mm.get_torch_device(), mm.unet_offload_device()
         torch_dtype = compute_dtype(dtype, device)
-        models = {"denoising": denoising, "reference": reference, "pose": pose}
-        if image_encoder != "none":
-            clip = load_clip_vision(full_path(node, "image_encoder", image_encoder, ("clip_vision",)))
-            models["image_encoder"] = ImageEncoder(clip)
+        nets = {"denoising": models.denoising, "reference": models.reference, "pose": models.pose}
+        if models.image_encoder is not None:
+            nets["image_encoder"] = models.image_encoder
         patchers = {
             name: comfy.model_patcher.ModelPatcher(model.to(torch_dtype), load_device=device, offload_device=offload)
-            for name, model in models.items()
+            for name, model in nets.items()
         }
-        return ({"patchers": patchers, "dtype": torch_dtype, "fusion_blocks": fusion_blocks, "aa2_trained": aa2_modules != "none"},)
+        return ({"patchers": patchers, "dtype": torch_dtype, "fusion_blocks": fusion_blocks, "aa2_modules": models.aa2_modules},)
 
 
 def compute_dtype(choice: str, device):

@@ -64,7 +64,7 @@ def moore_animation(sampler_widgets, extra_nodes=(), extra_links=(), note=""):
         ("ref_img", "LoadImage", ["character.png", "image"], (20, 780), (340, 320)),
         ("kps_video", "LoadVideo", ["driving_kps.mp4", "image"], (460, 20), (300, 120)),
         ("kps", "GetVideoComponents", [], (800, 20), (240, 80)),
-        ("reference", "AA2ReferenceNet", [512, 768], (460, 400), (300, 140)),
+        ("reference", "AA2ReferenceNet", [512, 768, "squash"], (460, 400), (300, 140)),
         ("pose", "AA2PoseCondition", [], (800, 160), (240, 60)),
         ("sampler", "AA2Sampler", sampler_widgets, (1100, 160), (320, 380)),
         ("decode", "VAEDecode", [], (1460, 160), (200, 60)),
@@ -92,7 +92,7 @@ def workflow_moore():
 def workflow_long_video():
     nodes, links = moore_animation(
         SAMPLER[:6] + [False, 1, True],
-        extra_nodes=[("stitch", "AA2StitchingOptions", ["motion_frames", 24, 4, 4, "pyramid"], (800, 560), (300, 160)),
+        extra_nodes=[("stitch", "AA2StitchingOptions", ["motion_frames", 24, 4, 4, "pyramid", "open"], (800, 560), (300, 160)),
                      ("colors", "AA2ColorMatchClips", [1.0], (1460, 300), (240, 80))],
         extra_links=[("stitch", 0, "sampler", "stitching"), ("stitch", 0, "colors", "stitching")],
         note="Long video (hundreds of frames): clips of 24 frames, each continuing from the previous clip's last\n"

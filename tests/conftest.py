@@ -38,3 +38,37 @@ def inputs(frames=4, h=8, w=8, seed=0, batch=1):
         environment=torch.randn(batch, 5, frames, h, w, generator=g),
         objects=torch.randn(batch, 4, frames, h, w, generator=g),
     )
+
+
+def sampler_settings(clip_length=24, motion_frames=None, stitching="motion_frames", context_overlap=None, fusion="pyramid",
+                     context_schedule="open", **kw):
+    """SamplerSettings with the stitching options given flat (test shorthand; overlaps default to 4, less for short clips)."""
+    from aa2_core.pipeline.options import SamplerSettings, Stitching
+
+    motion_frames = min(4, clip_length - 1) if motion_frames is None else motion_frames
+    context_overlap = min(4, clip_length - 1) if context_overlap is None else context_overlap
+    return SamplerSettings(stitching=Stitching(stitching, clip_length, motion_frames, context_overlap, fusion, context_schedule), **kw)
+
+
+def sampler_models(loaded):
+    from aa2_core.pipeline.sampler import Models
+
+    return Models(loaded["denoising"], loaded["pose"])
+
+
+@torch.no_grad()
+def sampler_conditions(reference_net, frames=6, seed=0, environment=False, objects=False, size=8):
+    """Random network inputs at ``size x size`` latents; the ReferenceNet runs once on the random latents."""
+    from aa2_core.pipeline.prepare import Conditions, Reference
+
+    g = torch.Generator().manual_seed(seed)
+    latents, embeds = torch.randn(1, 4, size, size, generator=g), torch.randn(1, 1, 32, generator=g)
+    cond = Conditions(Reference(latents, embeds, reference_net(latents, embeds)),
+                      skeleton=torch.rand(frames, 8 * size, 8 * size, 3, generator=g))
+    if environment:
+        cond.environment_latents = torch.randn(frames, 4, size, size, generator=g)
+        cond.environment_mask = torch.zeros(frames, size, size)
+        cond.environment_mask[:, size // 4 : 3 * size // 4, 3 * size // 8 : 7 * size // 8] = 1
+    if objects:
+        cond.object_latents = torch.randn(frames, 4, size, size, generator=g)
+    return cond

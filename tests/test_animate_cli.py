@@ -5,6 +5,7 @@ import torch
 
 from aa2_core.__main__ import main
 from aa2_core.pipeline import images
+from aa2_core.pipeline.prepare import output_size
 from aa2_core.video_io import read_video, write_video
 from aa2_core.errors import AA2Error
 
@@ -37,9 +38,8 @@ def test_image_checks():
         images.check_rgb(torch.zeros(1, 8, 8, 4), "reference image")
     with pytest.raises(AA2Error, match="0 frames"):
         images.check_rgb(torch.zeros(0, 8, 8, 3), "pose video")
-    assert images.latent_aligned(771, 517) == (768, 512)
-    with pytest.raises(AA2Error, match="smaller than 8"):
-        images.latent_aligned(7, 100)
+    assert output_size(771, 517) == (768, 520)  # the one size rule: nearest multiples of 8
+    assert output_size(7, 100) == (8, 96)
     x = torch.rand(2, 20, 30, 3)
     assert images.resize(x, 16, 24).shape == (2, 16, 24, 3) and images.resize(x, 20, 30) is x
 

@@ -2,35 +2,26 @@
 
 import pytest
 import torch
+from conftest import sampler_conditions, sampler_models
+from conftest import sampler_settings as SamplerSettings
 
 from aa2_core.errors import AA2Error
-from aa2_core.pipeline.sampler import Conditions, Models, Sampler, SamplerSettings, initial_noise
+from aa2_core.pipeline.sampler import Sampler, initial_noise
 from aa2_core.pipeline.schedulers import make_scheduler
 from aa2_core.pipeline.windows import clip_plan, context_windows, fusion_weights
 
 
 @pytest.fixture(scope="module")
 def models(loaded):
-    return Models(loaded["denoising"], loaded["reference"], loaded["pose"])
+    return sampler_models(loaded)
 
 
-def conditions(frames=6, seed=0, environment=False, objects=False):
-    g = torch.Generator().manual_seed(seed)
-    cond = Conditions(
-        reference_latents=torch.randn(1, 4, 8, 8, generator=g),
-        image_embeds=torch.randn(1, 1, 32, generator=g),
-        skeleton=torch.rand(frames, 64, 64, 3, generator=g),
-    )
-    if environment:
-        cond.environment_latents = torch.randn(frames, 4, 8, 8, generator=g)
-        cond.environment_mask = torch.zeros(frames, 8, 8)
-        cond.environment_mask[:, 2:6, 3:7] = 1
-    if objects:
-        cond.object_latents = torch.randn(frames, 4, 8, 8, generator=g)
-    return cond
+@pytest.fixture(scope="module")
+def conditions(loaded):
+    return lambda **kw: sampler_conditions(loaded["reference"], **kw)
 
 
-def test_same_seed_same_output_other_seed_differs(models):
+def test_same_seed_same_output_other_seed_differs(models, conditions):
     settings = SamplerSettings(steps=2, clip_length=6)
     a = Sampler(models, settings).sample(conditions())
     b = Sampler(models, settings).sample(conditions())
@@ -40,24 +31,24 @@ def test_same_seed_same_output_other_seed_differs(models):
 
 
 @torch.no_grad()
-def test_cfg_one_is_the_conditional_branch_and_matches_a_plain_loop(models):
+def test_cfg_one_is_the_conditional_branch_and_matches_a_plain_loop(models, conditions, loaded):
     """Sampler(cfg=1) equals a hand-written DDIM loop over the conditional branch alone."""
     cond = conditions(frames=4)
     out = Sampler(models, SamplerSettings(steps=3, cfg=1.0, clip_length=4)).sample(cond)
-    net, ref, pose = models.denoising, models.reference, models.pose
+    net, ref, pose = models.denoising, loaded["reference"], models.pose
     sch = make_scheduler("ddim", "moore")
     sch.set_timesteps(3)
-    tokens = ref(cond.reference_latents, cond.image_embeds)
+    tokens = ref(cond.reference.latents, cond.reference.image_embeds)
     kv = net.reference_kv({k: v.half().float() for k, v in tokens.items()})  # Moore's fp16 hand-over
     features = pose(cond.skeleton.permute(0, 3, 1, 2), None, num_frames=4)
     x = initial_noise(cond, 0)
     for t in sch.timesteps:
-        x = sch.step(net(x, t, cond.image_embeds, pose_features=features, reference=kv), t, x).prev_sample
+        x = sch.step(net(x, t, cond.reference.image_embeds, pose_features=features, reference=kv), t, x).prev_sample
     torch.testing.assert_close(out, x[0].transpose(0, 1), rtol=1e-5, atol=1e-5)
 
 
 @torch.no_grad()
-def test_cfg_batched_equals_sequential(models):
+def test_cfg_batched_equals_sequential(models, conditions):
     cond = conditions(frames=4, objects=True)
     batched = Sampler(models, SamplerSettings(steps=2, cfg=3.5, clip_length=4)).sample(cond)
     sequential = Sampler(models, SamplerSettings(steps=2, cfg=3.5, clip_length=4, cfg_batch=False)).sample(cond)
@@ -67,7 +58,7 @@ def test_cfg_batched_equals_sequential(models):
     assert (batched - plain).abs().max() > 1e-3  # guidance does something
 
 
-def test_environment_mode_keeps_the_noised_environment_outside_the_mask(models):
+def test_environment_mode_keeps_the_noised_environment_outside_the_mask(models, conditions):
     cond = conditions(frames=4, environment=True)
     seen = []
     settings = SamplerSettings(steps=3, clip_length=4)
@@ -86,7 +77,7 @@ def test_environment_mode_keeps_the_noised_environment_outside_the_mask(models):
     assert (out[inside] - cond.environment_latents[inside]).abs().max() > 1e-2  # the character region is generated
 
 
-def test_three_clips_give_exactly_the_frames_asked_for(models):
+def test_three_clips_give_exactly_the_frames_asked_for(models, conditions):
     assert clip_plan(10, 4, 1) == [(0, 4, 0), (3, 7, 1), (6, 10, 1)]
     cond = conditions(frames=10)
     steps = []
@@ -104,21 +95,21 @@ def test_three_clips_give_exactly_the_frames_asked_for(models):
 @pytest.mark.parametrize("frames, length, overlap", [(10, 4, 1), (24, 8, 4), (7, 8, 2), (50, 16, 6)])
 def test_context_window_weights_sum_to_one(mode, frames, length, overlap):
     windows = context_windows(frames, length, overlap)
-    assert windows[0].start == 0 and windows[-1].stop == frames
+    assert windows[0][0] == 0 and windows[-1][-1] == frames - 1
     total = torch.zeros(frames)
     for w, weight in zip(windows, fusion_weights(windows, frames, mode)):
         assert len(w) == min(length, frames) and (weight > 0).all()
-        total[w.start : w.stop] += weight
+        total[w] += weight
     torch.testing.assert_close(total, torch.ones(frames))
 
 
-def test_context_windows_run(models):
+def test_context_windows_run(models, conditions):
     out = Sampler(models, SamplerSettings(steps=2, clip_length=4, stitching="context_windows", context_overlap=2)).sample(conditions(frames=7))
     assert out.shape == (7, 4, 8, 8) and torch.isfinite(out).all()
 
 
 @pytest.mark.parametrize("scheduler", ["euler", "dpmpp_2m", "lcm"])
-def test_other_schedulers_run_deterministically(models, scheduler):
+def test_other_schedulers_run_deterministically(models, conditions, scheduler):
     settings = SamplerSettings(steps=2, clip_length=4, scheduler=scheduler)
     a = Sampler(models, settings).sample(conditions(frames=4))
     assert torch.isfinite(a).all() and torch.equal(a, Sampler(models, settings).sample(conditions(frames=4)))
@@ -131,14 +122,14 @@ def test_other_schedulers_run_deterministically(models, scheduler):
     (lambda c: setattr(c, "skeleton", torch.zeros(0, 64, 64, 3)), "0 frames"),
     (lambda c: setattr(c, "environment_latents", torch.zeros(6, 4, 8, 8)), "give both or neither"),
 ])
-def test_mismatched_inputs_are_named(models, change, message):
+def test_mismatched_inputs_are_named(models, conditions, change, message):
     cond = conditions()
     change(cond)
     with pytest.raises(AA2Error, match=message):
         Sampler(models, SamplerSettings(steps=1)).sample(cond)
 
 
-def test_one_context_window_equals_one_clip(models):
+def test_one_context_window_equals_one_clip(models, conditions):
     """Both stitching paths share the step logic: with a single window/clip they give the same latents."""
     cond = conditions(frames=4, environment=True)
     clip = Sampler(models, SamplerSettings(steps=2, clip_length=4)).sample(cond)

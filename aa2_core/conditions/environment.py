@@ -352,28 +352,41 @@ def environment_sequence(
 
 def _fill_chunk(frames: torch.Tensor, mask: torch.Tensor, fill: float, height: int, width: int) -> torch.Tensor:
     """Frames resized to ``height x width`` with the 0/1 ``mask`` region set to ``fill``."""
+    # out of place: at the same size ``resize_frames`` returns the caller's own tensor
     resized = resize_frames(frames.to(torch.float32), height, width)
-    return resized.masked_fill_(mask[..., None].bool(), float(fill))
+    return resized.masked_fill(mask[..., None].bool(), float(fill))
 
 
-def latent_mask(mask: torch.Tensor, latent_h: int, latent_w: int, threshold: float = 0.5) -> torch.Tensor:
-    """Pixel masks ``[T, H, W]`` -> 0/1 masks ``[T, latent_h, latent_w]`` by coverage.
+def latent_mask(mask: torch.Tensor, latent_h: int, latent_w: int, threshold: float = 0.5, feather: int = 0) -> torch.Tensor:
+    """Pixel masks ``[T, H, W]`` -> masks ``[T, latent_h, latent_w]`` by coverage, with an optional soft edge.
 
     A latent cell is 1 when any pixel it covers is (``>= threshold``): adaptive max pooling, so no
     part of the character region is lost at latent resolution (a cell half covered by the character
-    must still be generated).
+    must still be generated). ``feather`` > 0 adds a soft edge that many cells wide *outside* the
+    covered cells (``feathered``), so the generated region blends into the kept environment.
+    This is the one latent-mask builder: the sampler and the trainer both get theirs from here.
     """
     mask = as_mask_batch(mask, "mask")
     if int(latent_h) < 1 or int(latent_w) < 1:
         raise AA2Error(f"latent size must be positive, got {latent_h}x{latent_w}")
+    if int(feather) < 0:
+        raise AA2Error(f"feather must be 0 or more, got {feather}")
     out = torch.empty(mask.shape[0], int(latent_h), int(latent_w), dtype=torch.float32, device=mask.device)
     for start, stop in frame_chunks(mask.shape[0], DEFAULT_CHUNK):
-        out[start:stop] = _cover_cells(mask[start:stop], int(latent_h), int(latent_w), threshold)
+        cells = F.adaptive_max_pool2d(binarize(mask[start:stop], threshold)[:, None], (int(latent_h), int(latent_w)))[:, 0]
+        out[start:stop] = feathered(cells, int(feather))
     return out
 
 
-def _cover_cells(mask: torch.Tensor, latent_h: int, latent_w: int, threshold: float) -> torch.Tensor:
-    return F.adaptive_max_pool2d(binarize(mask, threshold)[:, None], (latent_h, latent_w))[:, 0]
+def feathered(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """``[T, H, W]`` 0/1 mask -> a soft mask: 1 on the mask, fading to 0 over ``radius`` cells outside it."""
+    if radius <= 0:
+        return mask.float()
+    k = 2 * radius + 1
+    m = mask.float()[:, None]
+    grown = F.max_pool2d(m, k, stride=1, padding=radius)  # grow first, so the soft edge lies outside
+    soft = F.avg_pool2d(grown, k, stride=1, padding=radius, count_include_pad=False)
+    return torch.maximum(soft, m)[:, 0]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -161,11 +161,6 @@ def poses_to_pose_keypoint(poses: list[Pose]) -> list[dict]:
     return frames
 
 
-def stack_bodies(poses: list[Pose]) -> np.ndarray:
-    """``[T, 18, 3]`` body array of a pose sequence."""
-    return np.stack([p.body for p in poses]) if poses else np.zeros((0, BODY_JOINTS, 3))
-
-
 def _flat(points: np.ndarray) -> list[float]:
     return [float(v) for v in points.reshape(-1)]
 

@@ -88,5 +88,6 @@ def object_sequence(
 
 def _cut_out_chunk(frames: torch.Tensor, masks: torch.Tensor, background: float, height: int, width: int) -> torch.Tensor:
     """Frames resized to ``height x width``, ``background`` outside the union of 0/1 ``masks [N, t, h, w]``."""
+    # out of place: at the same size ``resize_frames`` returns the caller's own tensor
     resized = resize_frames(frames.to(torch.float32), height, width)
-    return resized.masked_fill_(masks.amax(dim=0)[..., None] == 0, float(background))
+    return resized.masked_fill(masks.amax(dim=0)[..., None] == 0, float(background))

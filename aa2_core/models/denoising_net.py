@@ -56,6 +56,11 @@ class DenoisingNet(nn.Module):
             for block in unet.up_blocks
         )
 
+    def check_clip_length(self, num_frames: int) -> None:
+        """Refuse clips longer than the motion module's positional encoding, before any step runs."""
+        if self.motion is not None:
+            self.motion.check_frames(num_frames)
+
     # ---- conditions computed once per generation ------------------------------------------------
     def reference_kv(self, tokens: dict[str, torch.Tensor]) -> ReferenceKV:
         """Project the ReferenceNet tokens with this net's own key/value weights, once per generation."""
@@ -95,8 +100,7 @@ class DenoisingNet(nn.Module):
         """
         unet = self.unet
         b, _, f, h, w = sample.shape
-        if self.motion is not None:
-            self.motion.check_frames(f)
+        self.check_clip_length(f)
         x = _fold(sample)
 
         timestep = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(b)

@@ -20,3 +20,12 @@ class ImageEncoder(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.clip(pixel_values=pixel_values).image_embeds[:, None]
+
+    @torch.no_grad()
+    def embed(self, image: torch.Tensor, preprocess="squash") -> torch.Tensor:
+        """IMAGE ``[1, H, W, 3]`` 0..1 -> projected embedding ``(1, 1, dim)`` (float32, on the CPU)."""
+        from ..pipeline.images import clip_pixels
+
+        param = next(self.parameters())
+        pixels = clip_pixels(image, self.image_size, preprocess).to(param.device, param.dtype)
+        return self(pixels).float().cpu()

@@ -15,6 +15,8 @@ import torch
 from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
 from torch import nn
 
+from ..errors import AA2Error
+
 
 @dataclass(frozen=True)
 class MotionConfig:
@@ -102,12 +104,8 @@ class MotionModuleSet(nn.Module):
 
     def check_frames(self, num_frames: int) -> None:
         if num_frames > self.config.max_seq_length:
-            raise ValueError(
-                f"this motion module ({self.config.version}) was trained on at most {self.config.max_seq_length} "
-                f"frames per clip, got {num_frames}; use a shorter clip length"
+            raise AA2Error(
+                f"clip_length {num_frames} is longer than this motion module ({self.config.version}) holds: its "
+                f"positional encoding has {self.config.max_seq_length} frames; use clip_length <= {self.config.max_seq_length}"
             )
 
-
-def positional_encoding_keys(state_dict) -> list[str]:
-    """Keys of the fixed sinusoidal buffers; they are regenerated, never trusted from a file."""
-    return [k for k in state_dict if k.endswith("pos_embed.pe")]

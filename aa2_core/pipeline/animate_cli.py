@@ -16,62 +16,43 @@ import time
 import torch
 
 from ..errors import AA2Error
-from ..model_files import locate_models
 from ..video_io import read_image, read_video, write_video
 from . import images
 from .composite import composite_environment
-from .sampler import Conditions, Models, Sampler, SamplerSettings
+from .options import ClipPreprocess, ContextSchedule, Fusion, SamplerSettings, SchedulerName, Stitching, StitchMode
+from .prepare import DEFAULT_FEATHER, encode_reference, environment_frames, output_size, prepare_conditions
+from .sampler import Models, Sampler
 
 
-def load_all(models_dir: str, device, dtype):
-    from ..checkpoints import loaders
-
-    found, missing = locate_models(models_dir)
-    if missing:
-        raise AA2Error("missing model files:\n  " + "\n  ".join(missing))
-    models = Models(
-        loaders.load_denoising_net(found["denoising_unet"], found["motion_module"]).to(device, dtype),
-        loaders.load_reference_net(found["reference_unet"]).to(device, dtype),
-        loaders.load_pose_modulation(found["pose_guider"]).to(device, dtype),
-    )
-    vae = loaders.load_vae(found["vae"]).to(device)
-    clip = loaders.load_clip_vision(found["clip_vision"]).to(device, dtype)
-    return models, vae, clip
-
-
-def build_conditions(ref, poses, vae, clip, driving=None, mask=None):
+def build_conditions(models, ref, poses, driving=None, mask=None, device="cpu", dtype=torch.float32,
+                     clip_preprocess=ClipPreprocess.SQUASH, feather=DEFAULT_FEATHER):
     """Reference image, pose images (and optionally driving frames + character mask) ->
-    (Conditions, scene) where scene is ``(driving frames, formulated pixel mask)`` or None."""
-    ref = images.check_rgb(ref, "reference image")[:1]
+    (Conditions, scene) where scene is ``(driving frames, formulated pixel mask)`` or None.
+
+    ``models`` is an assembled ``ModelSet`` with its VAE and image encoder; everything goes through ``prepare``.
+    """
     poses = images.check_rgb(poses, "pose video")
-    height, width = images.latent_aligned(*poses.shape[1:3])
-    poses = images.resize(poses, height, width)
-    ref = images.resize(ref, height, width)
-    param = next(clip.parameters())
+    size = output_size(*poses.shape[1:3])
+
+    def encode(x):
+        return images.vae_encode(models.vae, x)
+
     with torch.no_grad():
-        embeds = clip(pixel_values=images.clip_pixels(ref.to(param.device), clip.config.image_size).to(param.dtype)).image_embeds
-    cond = Conditions(images.vae_encode(vae, ref), embeds[:, None].float().cpu(), poses)
-    scene = None
-    if driving is not None:
-        if mask is None:
-            raise AA2Error("--video (keep the scene) needs --mask: a video of the character's mask")
-        driving, pixel_mask, cond.environment_latents, cond.environment_mask = environment_conditions(
-            driving, mask, poses.shape[0], height, width, vae
-        )
-        scene = (driving, pixel_mask)
+        reference = encode_reference(ref, size, encode, lambda image: models.image_encoder.embed(image, clip_preprocess),
+                                     models.reference, device, dtype)
+    scene = environment = None
+    if driving is not None or mask is not None:
+        if driving is None or mask is None:
+            raise AA2Error("--video (keep the scene) and --mask (a video of the character's mask) come together")
+        frames = poses.shape[0]
+        if driving.shape[0] < frames or mask.shape[0] < frames:
+            raise AA2Error(f"driving video ({driving.shape[0]}) and mask ({mask.shape[0]}) need at least as many frames as the poses ({frames})")
+        driving = images.resize(images.check_rgb(driving, "driving video")[:frames], *size)
+        environment = environment_frames(driving, mask[:frames, ..., 0], size)
+        scene = (driving, environment[1])
+    cond = prepare_conditions(reference, poses, encode, environment=None if environment is None else environment[0],
+                              environment_mask=None if environment is None else environment[1], feather=feather)
     return cond, scene
-
-
-def environment_conditions(driving, mask, frames, height, width, vae):
-    """(driving frames, formulated pixel mask, environment latents, latent mask) at the output size."""
-    from ..conditions.environment import environment_sequence, latent_mask, shape_agnostic_mask
-
-    driving = images.resize(images.check_rgb(driving, "driving video"), height, width)[:frames]
-    mask = images.resize(mask[..., :1].expand(-1, -1, -1, 3), height, width)[:frames, ..., 0]
-    if driving.shape[0] != frames or mask.shape[0] != frames:
-        raise AA2Error(f"driving video ({driving.shape[0]}) and mask ({mask.shape[0]}) need at least as many frames as the poses ({frames})")
-    env_frames, env_mask = environment_sequence(driving, shape_agnostic_mask(mask))
-    return driving, env_mask, images.vae_encode(vae, env_frames), latent_mask(env_mask, height // 8, width // 8)
 
 
 def tiny_inputs(frames: int = 8, size: int = 64):
@@ -85,59 +66,88 @@ def tiny_inputs(frames: int = 8, size: int = 64):
     return ref, poses
 
 
-def main(argv=None) -> int:
+def settings_from(args) -> SamplerSettings:
+    stitching = Stitching(StitchMode(args.stitching), args.clip_length, args.motion_frames, args.context_overlap,
+                          Fusion(args.fusion), ContextSchedule(args.context_schedule))
+    return SamplerSettings(steps=args.steps, cfg=args.cfg, seed=args.seed, scheduler=args.scheduler, stitching=stitching)
+
+
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m aa2_core animate", description=__doc__.splitlines()[0])
     p.add_argument("--ref", help="reference character image")
     p.add_argument("--poses", help="pose (skeleton) video, e.g. Moore's *_kps.mp4")
     p.add_argument("--video", help="driving video whose environment is kept (needs --mask)")
     p.add_argument("--mask", help="video of the driving character's mask (white = character)")
     p.add_argument("--models", help="ComfyUI-style models folder")
+    p.add_argument("--aa2-modules", help="trained aa2-modules .safetensors (from python -m aa2_core train)")
+    p.add_argument("--fusion-blocks", default="full", choices=["full", "midup"])
     p.add_argument("--out", required=True, help="output .mp4")
     p.add_argument("--tiny", action="store_true", help="tiny random models and inputs")
-    p.add_argument("--frames", type=int, help="use at most this many frames")
+    p.add_argument("--frames", type=int, help="use at most this many frames (at least 1)")
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--cfg", type=float, default=3.5)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scheduler", default="ddim", choices=["ddim", "euler", "dpmpp_2m", "lcm"])
+    p.add_argument("--scheduler", default=SchedulerName.DDIM.value, choices=SchedulerName.values())
+    p.add_argument("--stitching", default=StitchMode.MOTION_FRAMES.value, choices=StitchMode.values())
     p.add_argument("--clip-length", type=int, default=24)
     p.add_argument("--motion-frames", type=int, default=4)
+    p.add_argument("--context-overlap", type=int, default=4)
+    p.add_argument("--fusion", default=Fusion.PYRAMID.value, choices=Fusion.values())
+    p.add_argument("--context-schedule", default=ContextSchedule.OPEN.value, choices=ContextSchedule.values(),
+                   help="closed_loop: Moore-AnimateAnyone's windows, wrapping past the end")
+    p.add_argument("--clip-preprocess", default=ClipPreprocess.SQUASH.value, choices=ClipPreprocess.values(),
+                   help="moore: the reference through CLIPImageProcessor as Moore's pipeline does")
+    p.add_argument("--feather", type=int, default=DEFAULT_FEATHER, help="latent pixels of soft edge around the mask")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default="auto", choices=["auto", "fp16", "bf16", "fp32"])
+    return p
+
+
+def main(argv=None) -> int:
+    from ..checkpoints.assembly import assemble_from_folder
+
+    p = parser()
     args = p.parse_args(argv)
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}.get(
         args.dtype, torch.float16 if args.device.startswith("cuda") else torch.float32
     )
-    try:
-        if args.tiny:
-            from ..check import write_tiny_models_dir
+    if not args.tiny and not (args.ref and args.poses and args.models):
+        p.error("give --ref, --poses and --models (or --tiny)")
+    with tempfile.TemporaryDirectory(prefix="aa2_tiny_models_") as scratch:
+        try:
+            if args.frames is not None and args.frames < 1:
+                raise AA2Error(f"--frames must be at least 1, got {args.frames}")
+            if args.tiny:
+                from ..check import write_tiny_models_dir
 
-            models_dir = args.models or tempfile.mkdtemp(prefix="aa2_tiny_models_")
-            write_tiny_models_dir(models_dir)
-            ref, poses = tiny_inputs(args.frames or 8)
-            fps, driving, mask = 8.0, None, None
-        else:
-            if not (args.ref and args.poses and args.models):
-                p.error("give --ref, --poses and --models (or --tiny)")
-            models_dir, ref = args.models, read_image(args.ref)
-            poses, fps = read_video(args.poses, args.frames)
-            driving = read_video(args.video, args.frames)[0] if args.video else None
-            mask = read_video(args.mask, args.frames)[0] if args.mask else None
-        t0 = time.perf_counter()
-        models, vae, clip = load_all(models_dir, args.device, dtype)
-        cond, scene = build_conditions(ref, poses, vae, clip, driving, mask)
-        settings = SamplerSettings(steps=args.steps, cfg=args.cfg, seed=args.seed, scheduler=args.scheduler,
-                                   clip_length=args.clip_length if not args.tiny else 4, motion_frames=args.motion_frames if not args.tiny else 1)
+                models_dir = args.models or scratch
+                write_tiny_models_dir(models_dir)
+                ref, poses = tiny_inputs(args.frames or 8)
+                fps, driving, mask = 8.0, None, None
+                args.clip_length, args.motion_frames = min(args.clip_length, 4), min(args.motion_frames, 1)
+            else:
+                models_dir, ref = args.models, read_image(args.ref)
+                poses, fps = read_video(args.poses, args.frames)
+                driving = read_video(args.video, args.frames)[0] if args.video else None
+                mask = read_video(args.mask, args.frames)[0] if args.mask else None
+            settings = settings_from(args)
+            t0 = time.perf_counter()
+            models = assemble_from_folder(models_dir, args.aa2_modules, args.fusion_blocks)
+            for net in (models.denoising, models.reference, models.pose, models.image_encoder):
+                net.to(args.device, dtype)
+            models.vae.to(args.device)
+            cond, scene = build_conditions(models, ref, poses, driving, mask, args.device, dtype, args.clip_preprocess, args.feather)
 
-        def progress(done, total, _):
-            print(f"\rstep {done}/{total}", end="", flush=True)
+            def progress(done, total, _):
+                print(f"\rstep {done}/{total}", end="", flush=True)
 
-        latents = Sampler(models, settings, device=args.device, dtype=dtype, on_step=progress).sample(cond)
-        frames = images.vae_decode(vae, latents)
-        if scene is not None:  # the driving video's own pixels outside the mask
-            frames = composite_environment(frames, *scene)
-        write_video(args.out, frames, fps)
-        print(f"\nwrote {frames.shape[0]} frames {frames.shape[2]}x{frames.shape[1]} to {args.out} in {time.perf_counter() - t0:.1f} s")
-        return 0
-    except AA2Error as e:
-        print(f"error: {e}")
-        return 1
+            sampler = Sampler(Models(models.denoising, models.pose), settings, device=args.device, dtype=dtype, on_step=progress)
+            frames = images.vae_decode(models.vae, sampler.sample(cond))
+            if scene is not None:  # the driving video's own pixels outside the mask
+                frames = composite_environment(frames, *scene)
+            write_video(args.out, frames, fps)
+            print(f"\nwrote {frames.shape[0]} frames {frames.shape[2]}x{frames.shape[1]} to {args.out} in {time.perf_counter() - t0:.1f} s")
+            return 0
+        except AA2Error as e:
+            print(f"error: {e}")
+            return 1

@@ -5,18 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..conditions.environment import feathered
 from ..errors import AA2Error
-
-
-def feathered(mask: torch.Tensor, radius: int) -> torch.Tensor:
-    """``[T, H, W]`` 0/1 mask -> soft mask that is 1 on the mask and fades to 0 over ``radius`` pixels outside."""
-    if radius <= 0:
-        return mask.float()
-    k = 2 * radius + 1
-    m = mask.float()[:, None]
-    grown = F.max_pool2d(m, k, stride=1, padding=radius)
-    soft = F.avg_pool2d(grown, k, stride=1, padding=radius, count_include_pad=False)
-    return torch.maximum(soft, m)[:, 0]
 
 
 def composite_environment(generated: torch.Tensor, environment: torch.Tensor, mask: torch.Tensor, feather: int = 2,

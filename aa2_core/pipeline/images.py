@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import AA2Error
+from .options import ClipPreprocess
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -30,14 +31,6 @@ def check_rgb(images: torch.Tensor, what: str) -> torch.Tensor:
     return images
 
 
-def latent_aligned(height: int, width: int, multiple: int = 8) -> tuple[int, int]:
-    """The nearest size not above (height, width) that the VAE and UNet take."""
-    h, w = height // multiple * multiple, width // multiple * multiple
-    if h == 0 or w == 0:
-        raise AA2Error(f"size {width}x{height} is smaller than {multiple} pixels")
-    return h, w
-
-
 def resize(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Resize an IMAGE batch (bilinear, antialiased when shrinking); a no-op at the same size."""
     if images.shape[1:3] == (height, width):
@@ -47,12 +40,29 @@ def resize(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return x.permute(0, 2, 3, 1).clamp(0, 1)
 
 
-def clip_pixels(image: torch.Tensor, size: int = 224) -> torch.Tensor:
-    """``[1, H, W, 3]`` -> CLIP input ``(1, 3, size, size)``: squashed to a square as Moore does, then normalised."""
+def clip_pixels(image: torch.Tensor, size: int = 224, preprocess: ClipPreprocess = ClipPreprocess.SQUASH) -> torch.Tensor:
+    """``[1, H, W, 3]`` -> normalised CLIP input ``(1, 3, size, size)``.
+
+    ``squash``: bicubic to a square on the float tensor. ``moore``: exactly Moore-AnimateAnyone's input,
+    the image as 8-bit PIL, resized to a square by PIL, then transformers' ``CLIPImageProcessor``.
+    """
+    preprocess = ClipPreprocess.parse(preprocess, "clip_preprocess")
+    if preprocess == ClipPreprocess.MOORE:
+        return _moore_clip_pixels(image, size).to(image.device)
     x = F.interpolate(image.permute(0, 3, 1, 2).float(), size=(size, size), mode="bicubic", align_corners=False, antialias=True)
     mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
     return (x.clamp(0, 1) - mean) / std
+
+
+def _moore_clip_pixels(image: torch.Tensor, size: int) -> torch.Tensor:
+    from PIL import Image
+    from transformers import CLIPImageProcessor
+
+    pixels = (image[0].float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    square = Image.fromarray(pixels).resize((size, size))  # Moore: ref_image.resize((224, 224))
+    processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    return processor.preprocess(square, return_tensors="pt").pixel_values
 
 
 @torch.no_grad()

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, LCMScheduler
 
-from ..errors import AA2Error
-
-SCHEDULERS = ("ddim", "euler", "dpmpp_2m", "lcm")
-SCHEDULES = ("moore", "sd15")
+from .options import Schedule, SchedulerName
 
 # Moore-AnimateAnyone (configs/inference/inference_v2.yaml): v-prediction with zero terminal SNR
 MOORE_SCHEDULE = dict(
@@ -33,17 +30,16 @@ SD15_SCHEDULE = dict(
 )
 
 
-def make_scheduler(name: str = "ddim", schedule: str = "moore"):
-    if name not in SCHEDULERS:
-        raise AA2Error(f"scheduler must be one of {SCHEDULERS}, got {name!r}")
-    if schedule not in SCHEDULES:
-        raise AA2Error(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    config = dict(MOORE_SCHEDULE if schedule == "moore" else SD15_SCHEDULE)
-    if name == "ddim":
+def make_scheduler(name: SchedulerName | str = SchedulerName.DDIM, schedule: Schedule | str = Schedule.MOORE):
+    """A fresh diffusers scheduler (they keep per-run state, so every run gets its own)."""
+    name = SchedulerName.parse(name, "scheduler")
+    schedule = Schedule.parse(schedule, "schedule")
+    config = dict(MOORE_SCHEDULE if schedule == Schedule.MOORE else SD15_SCHEDULE)
+    if name == SchedulerName.DDIM:
         return DDIMScheduler(clip_sample=False, **config)  # set_alpha_to_one=True as Moore (diffusers default)
-    if name == "euler":
+    if name == SchedulerName.EULER:
         return EulerDiscreteScheduler(**config)
-    if name == "dpmpp_2m":
+    if name == SchedulerName.DPMPP_2M:
         return DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=2, **config)
     config.pop("steps_offset")
     return LCMScheduler(clip_sample=False, steps_offset=1, **config)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import AA2Error
-
-FUSIONS = ("flat", "linear", "pyramid")
+from .options import ContextSchedule, Fusion
 
 
 def clip_plan(num_frames: int, clip_length: int, motion_frames: int) -> list[tuple[int, int, int]]:
@@ -33,34 +32,43 @@ def clip_plan(num_frames: int, clip_length: int, motion_frames: int) -> list[tup
     return clips
 
 
-def context_windows(num_frames: int, length: int, overlap: int) -> list[range]:
-    """Uniform overlapping windows covering every frame; the last window ends at the last frame."""
+def context_windows(num_frames: int, length: int, overlap: int,
+                    schedule: ContextSchedule = ContextSchedule.OPEN) -> list[torch.Tensor]:
+    """Overlapping windows covering every frame, as frame-index tensors.
+
+    ``open``: uniform windows, the last one ends at the last frame. ``closed_loop``: Moore-AnimateAnyone's
+    uniform schedule (its ``context.uniform`` at step 0, stride 1): windows start every
+    ``length - overlap`` frames up to the last frame and wrap past it to the first frames.
+    """
+    schedule = ContextSchedule.parse(schedule, "context_schedule")
     if num_frames <= length:
-        return [range(0, num_frames)]
+        return [torch.arange(num_frames)]
     if not 0 <= overlap < length:
         raise AA2Error(f"context overlap must be in [0, context length={length}), got {overlap}")
     stride = length - overlap
+    if schedule == ContextSchedule.CLOSED_LOOP:
+        return [torch.arange(s, s + length) % num_frames for s in range(0, num_frames, stride)]
     starts = list(range(0, num_frames - length, stride)) + [num_frames - length]
-    return [range(s, s + length) for s in starts]
+    return [torch.arange(s, s + length) for s in starts]
 
 
-def fusion_weights(windows: list[range], num_frames: int, mode: str = "pyramid") -> list[torch.Tensor]:
+def fusion_weights(windows: list[torch.Tensor], num_frames: int, mode: Fusion = Fusion.PYRAMID) -> list[torch.Tensor]:
     """Per-window frame weights, normalised so that for every frame they sum to one over the windows.
 
     ``flat`` averages; ``linear`` and ``pyramid`` favour a window's centre (linear ramps over the
     overlap only, pyramid over the whole window), which hides window seams.
     """
-    if mode not in FUSIONS:
-        raise AA2Error(f"fusion must be one of {FUSIONS}, got {mode!r}")
+    mode = Fusion.parse(mode, "fusion")
     raw = [_window_profile(len(w), mode, overlap=_overlap(windows)) for w in windows]
     total = torch.zeros(num_frames)
     for w, weights in zip(windows, raw):
-        total[w.start : w.stop] += weights
-    return [weights / total[w.start : w.stop] for w, weights in zip(windows, raw)]
+        total.index_add_(0, w, weights)
+    return [weights / total[w] for w, weights in zip(windows, raw)]
 
 
-def _overlap(windows: list[range]) -> int:
-    return max((a.stop - b.start for a, b in zip(windows, windows[1:])), default=0)
+def _overlap(windows: list[torch.Tensor]) -> int:
+    """Frames shared by neighbouring windows (the largest such count)."""
+    return max((len(set(a.tolist()) & set(b.tolist())) for a, b in zip(windows, windows[1:])), default=0)
 
 
 def _window_profile(length: int, mode: str, overlap: int) -> torch.Tensor:

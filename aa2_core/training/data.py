@@ -19,10 +19,11 @@ from dataclasses import dataclass
 import torch
 
 from ..conditions.depth import structured_depth
-from ..conditions.environment import environment_sequence, random_scale_augment, shape_agnostic_mask
+from ..conditions.environment import random_scale_augment
 from ..conditions.objects import object_sequence
 from ..errors import AA2Error
 from ..pipeline import images
+from ..pipeline.prepare import environment_frames
 from ..video_io import read_video
 
 REQUIRED = ("frames.mp4", "mask.mp4", "pose.mp4")
@@ -77,8 +78,7 @@ def load_clip(video_dir: str, frames: int, height: int, width: int, generator: t
     target, char_mask = video[clip], mask[clip]
     if scale_range is not None:
         target, char_mask, objects_masks = random_scale_augment(target, char_mask, objects_masks, scale_range, generator=generator)
-    formulated = shape_agnostic_mask(char_mask, generator=generator)
-    environment, env_mask = environment_sequence(target, formulated, size=(height, width))
+    environment, env_mask = environment_frames(target, char_mask, (height, width), generator=generator)  # random block counts
     objects = object_sequence(target, list(objects_masks))[0] if objects_masks else None
     skeleton = pose[clip]
     return TrainingClip(target, reference, environment, env_mask, objects, skeleton,

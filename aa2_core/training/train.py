@@ -23,6 +23,9 @@ import torch.nn.functional as F
 from ..checkpoints.aa2_file import save_aa2_file
 from ..errors import AA2Error
 from ..pipeline import images
+from ..pipeline.options import Schedule, SchedulerName
+from ..pipeline.prepare import encode_reference, prepare_conditions
+from ..pipeline.sampler import Models, network_inputs
 from ..pipeline.schedulers import make_scheduler
 from .data import list_videos, load_clip
 
@@ -40,36 +43,33 @@ def trainable_parameters(models, train_base: bool) -> list[torch.nn.Parameter]:
     return [p for net in (models.denoising, models.reference, models.pose) for p in net.parameters() if p.requires_grad]
 
 
-def training_loss(models, vae, clip_encoder, clip, scheduler, generator, uncond_prob: float, device, dtype):
+def clip_conditions(models, clip, device, dtype):
+    """A training clip -> the same ``Conditions`` the sampler gets, through the one ``prepare`` path."""
+    def encode(x):
+        return images.vae_encode(models.vae, x)
+
+    size = tuple(clip.frames.shape[1:3])
+    reference = encode_reference(clip.reference, size, encode, models.image_encoder.embed, models.reference, device, dtype)
+    return prepare_conditions(reference, clip.skeleton, encode, depth=clip.depth, environment=clip.environment,
+                              environment_mask=clip.environment_mask, objects=clip.objects)
+
+
+def training_loss(models, clip, scheduler, generator, uncond_prob: float, device, dtype):
     """The denoising loss of one clip (batch of one video)."""
-    latents = images.vae_encode(vae, clip.frames).to(device)  # (f, 4, h, w), frozen VAE
-    f = latents.shape[0]
-    video = latents.transpose(0, 1)[None]
+    cond = clip_conditions(models, clip, device, dtype)
+    video = images.vae_encode(models.vae, clip.frames).to(device).transpose(0, 1)[None]  # frozen VAE
     noise = torch.randn(video.shape, generator=generator).to(device)
     t = torch.randint(0, scheduler.config.num_train_timesteps, (1,), generator=generator).to(device)
     noisy = scheduler.add_noise(video, noise, t)
     target = scheduler.get_velocity(video, noise, t) if scheduler.config.prediction_type == "v_prediction" else noise
 
-    with torch.no_grad():
-        pixels = images.clip_pixels(clip.reference.to(device), clip_encoder.config.image_size).to(dtype)
-        embeds = clip_encoder(pixel_values=pixels).image_embeds[:, None]
-        ref_latents = images.vae_encode(vae, clip.reference).to(device, dtype)
+    # the reference and its embedding dropped together, as the sampler's unconditional branch sees them
     drop = float(torch.rand((), generator=generator)) < uncond_prob
-    if drop:
-        embeds = torch.zeros_like(embeds)
-    reference = None if drop else models.denoising.reference_kv(models.reference(ref_latents, embeds))
-
-    env_latents = images.vae_encode(vae, clip.environment).to(device, dtype)
-    env_mask = F.adaptive_max_pool2d(clip.environment_mask[:, None].float(), env_latents.shape[-2:]).to(device, dtype)
-    environment = torch.cat([env_latents, env_mask], dim=1).transpose(0, 1)[None]
-    objects = None
-    if clip.objects is not None:
-        objects = models.denoising.encode_objects(images.vae_encode(vae, clip.objects).to(device, dtype).transpose(0, 1)[None])
-    skeleton = clip.skeleton.permute(0, 3, 1, 2).to(device, dtype)
-    depth = None if clip.depth is None else torch.as_tensor(clip.depth)[:, None].to(device, dtype)
-    pose_features = models.pose(skeleton, depth, num_frames=f)
-    pred = models.denoising(noisy.to(dtype), t, embeds, pose_features=pose_features, environment=environment,
-                            object_features=objects, reference=reference)
+    embeds = cond.reference.image_embeds.to(device, dtype)
+    embeds = torch.zeros_like(embeds) if drop else embeds
+    reference = None if drop else models.denoising.reference_kv(cond.reference.tokens)
+    inputs = network_inputs(Models(models.denoising, models.pose), cond, torch.arange(cond.num_frames), device, dtype)
+    pred = models.denoising(noisy.to(dtype), t, embeds, reference=reference, **inputs)
     return F.mse_loss(pred.float(), target.float())
 
 
@@ -83,7 +83,7 @@ def save(models, path: str, base: str, train_base: bool) -> None:
 
 
 def train(args) -> dict:
-    from ..pipeline.animate_cli import load_all
+    from ..checkpoints.assembly import assemble_from_folder
 
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank = 0
@@ -92,18 +92,20 @@ def train(args) -> dict:
         rank = torch.distributed.get_rank()
         args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
     device, dtype = torch.device(args.device), torch.float32
-    models, vae, clip_encoder = load_all(args.models, device, dtype)
-    vae.requires_grad_(False)
-    clip_encoder.requires_grad_(False)
+    models = assemble_from_folder(args.models, args.aa2_modules, args.fusion_blocks)
+    for net in (models.denoising, models.reference, models.pose, models.image_encoder, models.vae):
+        net.to(device, dtype)
+    models.vae.requires_grad_(False)
+    models.image_encoder.requires_grad_(False)
     params = trainable_parameters(models, args.train_base)
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-2)
-    scheduler = make_scheduler("ddim", args.schedule)
+    scheduler = make_scheduler(SchedulerName.DDIM, args.schedule)
     videos = list_videos(args.data)
     generator = torch.Generator().manual_seed(args.seed + rank)
     losses = []
     for step in range(1, args.steps + 1):
         clip = load_clip(videos[int(torch.randint(0, len(videos), (), generator=generator))], args.frames, args.height, args.width, generator)
-        loss = training_loss(models, vae, clip_encoder, clip, scheduler, generator, args.uncond_prob, device, dtype)
+        loss = training_loss(models, clip, scheduler, generator, args.uncond_prob, device, dtype)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if distributed:  # data parallel: average the gradients of every rank's clip
@@ -136,7 +138,9 @@ def main(argv=None) -> int:
     p.add_argument("--height", type=int, default=768)
     p.add_argument("--width", type=int, default=512)
     p.add_argument("--uncond-prob", type=float, default=0.1)
-    p.add_argument("--schedule", default="moore", choices=["moore", "sd15"])
+    p.add_argument("--schedule", default=Schedule.MOORE.value, choices=Schedule.values())
+    p.add_argument("--aa2-modules", help="start from this aa2-modules file (continue training)")
+    p.add_argument("--fusion-blocks", default="full", choices=["full", "midup"])
     p.add_argument("--train-base", action="store_true", help="also train the UNets, motion module and pose guider")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=50)

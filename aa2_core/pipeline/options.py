@@ -1,0 +1,109 @@
+"""Typed sampling options owned by the library; the nodes and the command line list and pass these.
+
+String enums, so a value read from a workflow widget or a command-line flag (``"ddim"``) converts with
+``SchedulerName("ddim")`` and compares equal to its string.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+import torch
+
+from ..errors import AA2Error
+
+
+class Choice(str, Enum):
+    @classmethod
+    def values(cls) -> list[str]:
+        """The widget / flag choices, in declaration order (the first is the default)."""
+        return [m.value for m in cls]
+
+    @classmethod
+    def parse(cls, value, what: str):
+        try:
+            return cls(value)
+        except ValueError:
+            raise AA2Error(f"{what} must be one of {cls.values()}, got {value!r}") from None
+
+
+class SchedulerName(Choice):
+    DDIM = "ddim"
+    EULER = "euler"
+    DPMPP_2M = "dpmpp_2m"
+    LCM = "lcm"
+
+
+class Schedule(Choice):
+    MOORE = "moore"  # v-prediction, zero terminal SNR, trailing: the Moore-AnimateAnyone weights
+    SD15 = "sd15"  # plain SD1.5 epsilon models
+
+
+class StitchMode(Choice):
+    MOTION_FRAMES = "motion_frames"  # clips in turn, each continuing from the previous one's last frames
+    CONTEXT_WINDOWS = "context_windows"  # overlapping windows over the whole video, fused at every step
+
+
+class Fusion(Choice):
+    PYRAMID = "pyramid"
+    LINEAR = "linear"
+    FLAT = "flat"
+
+
+class ContextSchedule(Choice):
+    OPEN = "open"  # windows end at the last frame
+    CLOSED_LOOP = "closed_loop"  # Moore-AnimateAnyone's uniform schedule: windows wrap past the end to the start
+
+
+class ClipPreprocess(Choice):
+    SQUASH = "squash"  # the image squashed to 224x224 on its tensor (any size, no rounding)
+    MOORE = "moore"  # Moore's pipeline: uint8 image through transformers' CLIPImageProcessor
+
+
+@dataclass(frozen=True)
+class Stitching:
+    """How a video longer than one clip is made."""
+
+    mode: StitchMode = StitchMode.MOTION_FRAMES
+    clip_length: int = 24  # frames per clip / window
+    motion_frames: int = 4  # known frames carried into each next clip (motion_frames mode)
+    context_overlap: int = 4  # frames shared by neighbouring windows (context_windows mode)
+    fusion: Fusion = Fusion.PYRAMID  # window weights (context_windows mode)
+    context_schedule: ContextSchedule = ContextSchedule.OPEN
+
+    def __post_init__(self):
+        for name, kind in (("mode", StitchMode), ("fusion", Fusion), ("context_schedule", ContextSchedule)):
+            object.__setattr__(self, name, kind.parse(getattr(self, name), name))
+        if self.clip_length < 1:
+            raise AA2Error(f"clip_length must be at least 1, got {self.clip_length}")
+        if self.mode == StitchMode.MOTION_FRAMES and not 0 <= self.motion_frames < self.clip_length:
+            raise AA2Error(f"motion_frames ({self.motion_frames}) must be in [0, clip_length={self.clip_length})")
+        if self.mode == StitchMode.CONTEXT_WINDOWS and not 0 <= self.context_overlap < self.clip_length:
+            raise AA2Error(f"context_overlap ({self.context_overlap}) must be in [0, clip_length={self.clip_length})")
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    steps: int = 25
+    cfg: float = 3.5
+    seed: int = 0
+    scheduler: SchedulerName = SchedulerName.DDIM
+    schedule: Schedule = Schedule.MOORE
+    stitching: Stitching = field(default_factory=Stitching)
+    environment_mode: bool = True  # keep the driving video's scene outside the formulated mask (no AA2 weights needed)
+    cfg_batch: bool = True  # run the CFG branches as one batch (faster) or one after the other (less memory)
+    # Moore-AnimateAnyone hands the reference tokens to the denoiser in fp16 whatever the compute dtype;
+    # rounding them the same way gives the same pictures as its pipeline
+    reference_token_dtype: torch.dtype | None = torch.float16
+
+    def __post_init__(self):
+        object.__setattr__(self, "scheduler", SchedulerName.parse(self.scheduler, "scheduler"))
+        object.__setattr__(self, "schedule", Schedule.parse(self.schedule, "schedule"))
+        if not isinstance(self.stitching, Stitching):
+            raise AA2Error(f"stitching must be a Stitching, got {type(self.stitching).__name__}")
+        if self.steps < 1:
+            raise AA2Error(f"steps must be at least 1, got {self.steps}")
+        if not 0 <= self.seed < 2**64:
+            raise AA2Error(f"seed must be in [0, 2^64), got {self.seed}")
+

@@ -1,0 +1,181 @@
+"""One path from user inputs (pixels, masks, depth) to the network's typed inputs.
+
+The nodes, the command line and the trainer all call these functions, so the three cannot disagree:
+this module alone owns resizing to the output size, the size rule, the latent mask (with its soft
+edge) and reference encoding. Encoders come in as callables, so ComfyUI's VAE and diffusers' VAE take
+the same path:
+
+* ``encode(images [F, H, W, 3] 0..1) -> (F, 4, H/8, W/8)`` latents scaled by the VAE scaling factor;
+* ``embed(image [1, H, W, 3] 0..1) -> (1, tokens, dim)`` projected CLIP image embedding.
+
+Nothing here writes into a tensor it was given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..conditions.environment import environment_sequence, latent_aligned_size, latent_mask, shape_agnostic_mask
+from ..errors import AA2Error
+from . import images
+
+Encode = Callable[[torch.Tensor], torch.Tensor]
+Embed = Callable[[torch.Tensor], torch.Tensor]
+
+# Latent pixels of soft edge grown around the environment mask; the sampler and the trainer share it.
+DEFAULT_FEATHER = 1
+
+
+@dataclass
+class Reference:
+    """The character image, encoded once: VAE latents, CLIP embedding, and the ReferenceNet's tokens."""
+
+    latents: torch.Tensor  # (1, 4, h, w) scaled
+    image_embeds: torch.Tensor  # (1, tokens, dim)
+    tokens: dict[str, torch.Tensor]  # ReferenceNet output per fused layer
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """Output ``(height, width)`` in pixels."""
+        return 8 * self.latents.shape[-2], 8 * self.latents.shape[-1]
+
+
+@dataclass
+class Conditions:
+    """The network's inputs for ``F`` frames at latent size ``h x w``; full-video tensors may stay on the CPU."""
+
+    reference: Reference
+    skeleton: torch.Tensor  # (F, H, W, 3) 0..1 pose images, H = 8h, W = 8w
+    depth: torch.Tensor | None = None  # (F, H, W) 0..1 structured depth
+    environment_latents: torch.Tensor | None = None  # (F, 4, h, w) scaled latents of the environment frames
+    environment_mask: torch.Tensor | None = None  # (F, h, w) 1 where the character is generated, soft edge
+    object_latents: torch.Tensor | None = None  # (F, 4, h, w) scaled latents of the object frames
+
+    @property
+    def num_frames(self) -> int:
+        return self.skeleton.shape[0]
+
+
+def output_size(height: int, width: int) -> tuple[int, int]:
+    """The size rule for everything the network sees: each side rounded to the nearest multiple of 8."""
+    return latent_aligned_size(height, width)
+
+
+def encode_reference(image: torch.Tensor, size: tuple[int, int], encode: Encode, embed: Embed,
+                     reference_net, device=None, dtype=torch.float32) -> Reference:
+    """Reference image ``[1, H, W, 3]`` -> ``Reference``: resized to ``size``, VAE, CLIP, ReferenceNet once.
+
+    Gradients flow where the caller allows them (the trainer may train the ReferenceNet).
+    """
+    image = images.resize(images.check_rgb(image, "reference image")[:1], *_checked_size(size))
+    latents = encode(image).float()
+    embeds = embed(image).float()
+    device = device or latents.device
+    tokens = reference_net(latents.to(device, dtype), embeds.to(device, dtype))
+    return Reference(latents.cpu(), embeds.cpu(), tokens)
+
+
+def prepare_conditions(reference: Reference, skeleton: torch.Tensor, encode: Encode, depth=None, environment=None,
+                       environment_mask=None, objects=None, feather: int = DEFAULT_FEATHER) -> Conditions:
+    """Pose frames and the optional driving-video inputs -> ``Conditions`` at the reference's size.
+
+    ``skeleton`` IMAGE ``[F, H, W, 3]`` sets the frame count. ``depth`` ``[F, H, W]`` (or an IMAGE) is
+    structured depth. ``environment`` IMAGE and ``environment_mask`` MASK (the formulated mask, 1 where the
+    character goes) come together. ``objects`` IMAGE are the object frames.
+    """
+    height, width = reference.size
+    skeleton = images.resize(images.check_rgb(skeleton, "pose images"), height, width)
+    frames = skeleton.shape[0]
+    cond = Conditions(reference, skeleton)
+    if depth is not None:
+        cond.depth = resize_plane(_frames_checked(depth, frames, "depth"), height, width)
+    if (environment is None) != (environment_mask is None):
+        raise AA2Error("environment and environment_mask come together: give both or neither")
+    if environment is not None:
+        cond.environment_latents, cond.environment_mask = environment_latents(
+            _frames_checked(environment, frames, "environment"), _frames_checked(environment_mask, frames, "environment_mask"),
+            (height, width), encode, feather)
+    if objects is not None:
+        frames_in = images.check_rgb(_frames_checked(objects, frames, "objects"), "objects")
+        cond.object_latents = encode(images.resize(frames_in, height, width)).float()
+    return cond
+
+
+def environment_frames(driving: torch.Tensor, character_mask: torch.Tensor, size: tuple[int, int] | None = None,
+                       rows: int | None = None, cols: int | None = None, generator: torch.Generator | None = None,
+                       threshold: float = 0.5):
+    """Driving frames + the character's mask -> (environment frames, formulated mask), the paper's section 3.2.
+
+    The shape-agnostic mask uses ``rows x cols`` blocks, the paper's inference default when None, or random
+    counts per frame with a ``generator`` (training). ``size`` defaults to the frame size under ``output_size``.
+    """
+    driving = images.check_rgb(driving, "driving video")
+    size = output_size(*driving.shape[1:3]) if size is None else _checked_size(size)
+    formulated = shape_agnostic_mask(character_mask, rows, cols, generator=generator, threshold=threshold)
+    return environment_sequence(driving, formulated, size=size, threshold=threshold)
+
+
+def environment_latents(environment: torch.Tensor, environment_mask: torch.Tensor, size: tuple[int, int],
+                        encode: Encode, feather: int = DEFAULT_FEATHER):
+    """Environment frames and their formulated pixel mask -> (scaled latents, latent mask with a soft edge)."""
+    height, width = _checked_size(size)
+    frames = images.resize(images.check_rgb(environment, "environment"), height, width)
+    mask = environment_mask[..., 0] if environment_mask.ndim == 4 else environment_mask  # an IMAGE given as mask
+    return encode(frames).float(), latent_mask(mask, height // 8, width // 8, feather=feather)
+
+
+def resize_plane(planes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Continuous per-frame planes (depth) ``[F, h, w]`` (or an IMAGE) -> ``[F, height, width]``, bilinear."""
+    if planes.ndim == 4:
+        planes = planes[..., 0]
+    if tuple(planes.shape[1:]) == (height, width):
+        return planes.float()
+    return F.interpolate(planes[:, None].float(), size=(height, width), mode="bilinear", align_corners=False)[:, 0]
+
+
+def _frames_checked(tensor: torch.Tensor, frames: int, name: str) -> torch.Tensor:
+    if tensor.shape[0] != frames:
+        raise AA2Error(f"{name} has {tensor.shape[0]} frames but the pose sequence has {frames}; they must match")
+    return tensor
+
+
+def _checked_size(size) -> tuple[int, int]:
+    height, width = (int(v) for v in size)
+    if height < 8 or width < 8 or height % 8 or width % 8:
+        raise AA2Error(f"width and height must be multiples of 8 (the VAE's factor), got {width}x{height}; "
+                       f"the nearest is {'x'.join(map(str, output_size(max(height, 1), max(width, 1))[::-1]))}")
+    return height, width
+
+
+def validate_conditions(cond: Conditions) -> None:
+    """Clear errors for inputs that do not fit together, before any model runs."""
+    if cond.skeleton.ndim != 4 or cond.skeleton.shape[-1] != 3:
+        raise AA2Error(f"pose images must be an IMAGE batch [frames, height, width, 3], got shape {tuple(cond.skeleton.shape)}")
+    f, height, width, _ = cond.skeleton.shape
+    if f == 0:
+        raise AA2Error("the pose sequence has 0 frames; give at least one frame")
+    _, c, h, w = cond.reference.latents.shape
+    if (height, width) != (8 * h, 8 * w):
+        raise AA2Error(
+            f"pose images are {width}x{height} but the reference latent is for {8 * w}x{8 * h}; "
+            "resize both to the same size (a multiple of 8)"
+        )
+    per_frame = {
+        "depth": (cond.depth, (height, width)),
+        "environment_latents": (cond.environment_latents, (c, h, w)),
+        "environment_mask": (cond.environment_mask, (h, w)),
+        "object_latents": (cond.object_latents, (c, h, w)),
+    }
+    for name, (tensor, shape) in per_frame.items():
+        if tensor is None:
+            continue
+        if tensor.shape[0] != f:
+            raise AA2Error(f"{name} has {tensor.shape[0]} frames but the pose sequence has {f}; they must match")
+        if tuple(tensor.shape[1:]) != shape:
+            raise AA2Error(f"{name} has per-frame shape {tuple(tensor.shape[1:])}, expected {shape}")
+    if (cond.environment_latents is None) != (cond.environment_mask is None):
+        raise AA2Error("environment latents and environment mask come together: give both or neither")
