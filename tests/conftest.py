@@ -72,3 +72,30 @@ def sampler_conditions(reference_net, frames=6, seed=0, environment=False, objec
     if objects:
         cond.object_latents = torch.randn(frames, 4, size, size, generator=g)
     return cond
+
+
+@pytest.fixture(scope="module")
+def pack():
+    """The node pack imported as ComfyUI imports custom nodes, with ``folder_paths`` (ComfyUI's module)
+    replaced by a small stand-in listing a few file names. No ComfyUI needed."""
+    import importlib.util
+    import types
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    fake = types.ModuleType("folder_paths")
+    fake.folder_names_and_paths = {"animate_anyone2": (["/x"], set()), "animatediff_models": (["/y"], set())}
+    fake.folder_names_and_paths["dwpose"] = (["/z"], {".onnx"})
+    fake.folder_names_and_paths["sam2"] = (["/s"], {".safetensors"})
+    fake.get_filename_list = lambda folder: {"animate_anyone2": ["denoising_unet.pth", "aa2.safetensors"],
+                                             "animatediff_models": ["mm_sd_v15_v2.ckpt"], "dwpose": ["yolox_l.onnx"], "sam2": ["sam2.1_hiera_tiny.safetensors"]}[folder]
+    fake.get_input_directory = lambda: "/nonexistent"
+    fake.supported_pt_extensions = {".safetensors", ".pth"}
+    fake.models_dir = "/models"
+    mp = pytest.MonkeyPatch()
+    mp.setitem(sys.modules, "folder_paths", fake)
+    spec = importlib.util.spec_from_file_location("aa2_pack", os.path.join(root, "__init__.py"), submodule_search_locations=[root])
+    module = importlib.util.module_from_spec(spec)
+    mp.setitem(sys.modules, "aa2_pack", module)
+    spec.loader.exec_module(module)
+    yield module
+    mp.undo()

@@ -1,44 +1,15 @@
 """Contract of every node class: literal AA2 ids, INPUT_TYPES shape and tooltips, RETURN_TYPES, FUNCTION.
 
-ComfyUI is not needed: the pack is imported as a package the way ComfyUI imports custom nodes, and
-``folder_paths`` (ComfyUI's module) is replaced by a small stand-in listing a few file names.
+ComfyUI is not needed: the ``pack`` fixture (conftest) imports the pack the way ComfyUI imports custom
+nodes, with a small stand-in for ``folder_paths``.
 """
 
 import ast
-import importlib.util
 import os
-import sys
-import types
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def pack(monkeypatch_module):
-    fake = types.ModuleType("folder_paths")
-    fake.folder_names_and_paths = {"animate_anyone2": (["/x"], set()), "animatediff_models": (["/y"], set())}
-    fake.folder_names_and_paths["dwpose"] = (["/z"], {".onnx"})
-    fake.folder_names_and_paths["sam2"] = (["/s"], {".safetensors"})
-    fake.get_filename_list = lambda folder: {"animate_anyone2": ["denoising_unet.pth", "aa2.safetensors"],
-                                             "animatediff_models": ["mm_sd_v15_v2.ckpt"], "dwpose": ["yolox_l.onnx"], "sam2": ["sam2.1_hiera_tiny.safetensors"]}[folder]
-    fake.get_input_directory = lambda: "/nonexistent"
-    fake.supported_pt_extensions = {".safetensors", ".pth"}
-    fake.models_dir = "/models"
-    monkeypatch_module.setitem(sys.modules, "folder_paths", fake)
-    spec = importlib.util.spec_from_file_location("aa2_pack", os.path.join(ROOT, "__init__.py"), submodule_search_locations=[ROOT])
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch_module.setitem(sys.modules, "aa2_pack", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    mp = pytest.MonkeyPatch()
-    yield mp
-    mp.undo()
 
 
 def test_ids_are_prefixed_literals(pack):

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from test_node_contracts import ROOT, monkeypatch_module, pack  # noqa: F401  (the pack imported as ComfyUI does)
+from test_node_contracts import ROOT
 
 CORE_TYPES = {"LoadImage", "LoadVideo", "GetVideoComponents", "ImageToMask", "VAELoader", "VAEDecode", "CreateVideo", "SaveVideo", "Note"}
 WIDGETS = {"INT", "FLOAT", "STRING", "BOOLEAN"}
@@ -25,7 +25,7 @@ def widget_count(cls) -> int:
 
 
 @pytest.mark.parametrize("name", WORKFLOWS)
-def test_workflow_is_consistent(pack, name):  # noqa: F811
+def test_workflow_is_consistent(pack, name):
     with open(os.path.join(ROOT, "workflows", name)) as f:
         wf = json.load(f)
     nodes = {n["id"]: n for n in wf["nodes"]}
