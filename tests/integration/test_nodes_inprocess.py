@@ -129,3 +129,28 @@ def test_sam2_nodes_give_one_mask_per_object(comfy, tmp_path):
     assert torch.equal(objects, torch.maximum(masks[1], masks[2])) and torch.equal(character, masks[0])
     with pytest.raises(ValueError, match="AA2 SAM2 Segment Video: prompts must be a JSON list"):
         m["AA2SAM2SegmentVideo"]().segment(model, torch.rand(3, 48, 40, 3), "not json", 2)
+
+
+def test_model_nodes_leave_their_inputs_unchanged(chain):
+    """The nodes that need ComfyUI's model management, on inputs at the output size in float32 (the case
+    where resizing hands back the caller's own tensor), compared with copies taken before."""
+    import copy
+
+    m, model, vae, _ = chain
+    frames = 4
+    image = torch.rand(1, 64, 64, 3)
+    pose_images, depth = torch.rand(frames, 64, 64, 3), torch.rand(frames, 64, 64, 3)
+    env, objects = torch.rand(frames, 64, 64, 3), torch.rand(frames, 64, 64, 3)
+    mask = torch.zeros(frames, 64, 64)
+    mask[:, 16:48, 20:44] = 1
+    before = copy.deepcopy((image, pose_images, depth, env, objects, mask))
+    (reference,) = m["AA2ReferenceNet"]().encode(model, vae, image, 64, 64)
+    tokens = {k: v.clone() for k, v in reference.tokens.items()}
+    (pose,) = m["AA2PoseCondition"]().build(pose_images, depth)
+    pose_before = copy.deepcopy(pose)
+    m["AA2Sampler"]().sample(model, reference, pose, vae, 3, 1, 3.5, "ddim", "moore", True, 1,
+                             environment=env, environment_mask=mask, objects=objects)
+    for a, b in zip((image, pose_images, depth, env, objects, mask), before):
+        assert torch.equal(a, b)
+    assert all(torch.equal(reference.tokens[k], v) for k, v in tokens.items())
+    assert torch.equal(pose["skeleton"], pose_before["skeleton"]) and torch.equal(pose["depth"], pose_before["depth"])
