@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 from diffusers import UNet2DConditionModel
+from einops import rearrange
 from torch import nn
 
 from .motion_module import MotionModuleSet
@@ -164,7 +165,7 @@ class DenoisingNet(nn.Module):
         if unet.conv_norm_out is not None:
             x = unet.conv_act(unet.conv_norm_out(x))
         x = unet.conv_out(x)
-        return x.reshape(b, f, *x.shape[1:]).transpose(1, 2)
+        return rearrange(x, "(b f) c h w -> b c f h w", b=b)
 
     def aa2_state_dict(self) -> dict[str, torch.Tensor]:
         """The Animate Anyone 2 modules only (what training produces)."""
@@ -173,5 +174,4 @@ class DenoisingNet(nn.Module):
 
 def _fold(video: torch.Tensor) -> torch.Tensor:
     """``(b, c, f, h, w) -> (b*f, c, h, w)``, frames of one sample adjacent."""
-    b, c, f, h, w = video.shape
-    return video.transpose(1, 2).reshape(b * f, c, h, w)
+    return rearrange(video, "b c f h w -> (b f) c h w")

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
+from einops import rearrange
 from torch import nn
 
 from ..errors import AA2Error
@@ -45,19 +46,16 @@ class FramewiseTemporalTransformer(AnimateDiffTransformer3D):
     """``AnimateDiffTransformer3D`` with the original per-frame group norm."""
 
     def forward(self, hidden_states: torch.Tensor, num_frames: int) -> torch.Tensor:
-        batch_frames, channels, height, width = hidden_states.shape
-        batch = batch_frames // num_frames
         residual = hidden_states
+        _, _, height, width = hidden_states.shape
         hidden_states = self.norm(hidden_states)
-        # (b f) c h w -> (b h w) f c: attention runs along the frame axis at each pixel
-        hidden_states = hidden_states.reshape(batch, num_frames, channels, height * width)
-        hidden_states = hidden_states.permute(0, 3, 1, 2).reshape(batch * height * width, num_frames, channels)
+        # attention runs along the frame axis at each pixel
+        hidden_states = rearrange(hidden_states, "(b f) c h w -> (b h w) f c", f=num_frames)
         hidden_states = self.proj_in(hidden_states)
         for block in self.transformer_blocks:
             hidden_states = block(hidden_states)
         hidden_states = self.proj_out(hidden_states)
-        hidden_states = hidden_states.reshape(batch, height * width, num_frames, channels).permute(0, 2, 3, 1)
-        return hidden_states.reshape(batch_frames, channels, height, width) + residual
+        return rearrange(hidden_states, "(b h w) f c -> (b f) c h w", h=height, w=width) + residual
 
 
 class _ModuleList(nn.Module):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
+from einops import rearrange
 from torch import nn
 
 MOORE_POSE_CHANNELS = (16, 32, 96, 256)
@@ -62,10 +63,10 @@ class DepthCrossAttention(nn.Module):
         nn.init.zeros_(self.attn.to_out[0].bias)
 
     def forward(self, skeleton: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = skeleton.shape
-        q = self.norm_skeleton(skeleton).flatten(2).transpose(1, 2)
-        kv = self.norm_depth(depth).flatten(2).transpose(1, 2)
-        return self.attn(q, encoder_hidden_states=kv).transpose(1, 2).reshape(n, c, h, w)
+        h = skeleton.shape[2]
+        q = rearrange(self.norm_skeleton(skeleton), "n c h w -> n (h w) c")
+        kv = rearrange(self.norm_depth(depth), "n c h w -> n (h w) c")
+        return rearrange(self.attn(q, encoder_hidden_states=kv), "n (h w) c -> n c h w", h=h)
 
 
 class TemporalConv(nn.Module):
@@ -78,9 +79,8 @@ class TemporalConv(nn.Module):
         nn.init.zeros_(self.conv.bias)
 
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
-        bf, c, h, w = x.shape
-        video = x.reshape(bf // num_frames, num_frames, c, h, w).transpose(1, 2)
-        return self.conv(video).transpose(1, 2).reshape(bf, c, h, w)
+        video = rearrange(x, "(b f) c h w -> b c f h w", f=num_frames)
+        return rearrange(self.conv(video), "b c f h w -> (b f) c h w")
 
 
 class PoseModulation(nn.Module):

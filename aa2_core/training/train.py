@@ -19,6 +19,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 
 from ..checkpoints.aa2_file import save_aa2_file
 from ..errors import AA2Error
@@ -57,7 +58,7 @@ def clip_conditions(models, clip, device, dtype):
 def training_loss(models, clip, scheduler, generator, uncond_prob: float, device, dtype):
     """The denoising loss of one clip (batch of one video)."""
     cond = clip_conditions(models, clip, device, dtype)
-    video = images.vae_encode(models.vae, clip.frames).to(device).transpose(0, 1)[None]  # frozen VAE
+    video = rearrange(images.vae_encode(models.vae, clip.frames).to(device), "f c h w -> 1 c f h w")  # frozen VAE
     noise = torch.randn(video.shape, generator=generator).to(device)
     t = torch.randint(0, scheduler.config.num_train_timesteps, (1,), generator=generator).to(device)
     noisy = scheduler.add_noise(video, noise, t)
