@@ -52,7 +52,7 @@ def test_cli_and_trainer_build_the_same_network_inputs(models_dir, pixels):
     cli, scene = build_conditions(models, pixels["ref"], pixels["poses"], pixels["driving"], pixels["mask"])
     env, env_mask = environment_frames(pixels["driving"], pixels["mask"][..., 0], SIZE)
     assert torch.equal(scene[1], env_mask)
-    clip = TrainingClip(frames=pixels["driving"], reference=images.resize(pixels["ref"], *SIZE), environment=env,
+    clip = TrainingClip(frames=pixels["driving"], reference=pixels["ref"], environment=env,
                         environment_mask=env_mask, objects=None, skeleton=pixels["poses"], depth=None)
     with torch.no_grad():
         trainer = clip_conditions(models, clip, "cpu", torch.float32)

@@ -67,12 +67,14 @@ def output_size(height: int, width: int) -> tuple[int, int]:
 
 def encode_reference(image: torch.Tensor, size: tuple[int, int], encode: Encode, embed: Embed,
                      reference_net, device=None, dtype=torch.float32) -> Reference:
-    """Reference image ``[1, H, W, 3]`` -> ``Reference``: resized to ``size``, VAE, CLIP, ReferenceNet once.
+    """Reference image ``[1, H, W, 3]`` -> ``Reference``: VAE latents at ``size``, CLIP embedding, ReferenceNet once.
 
-    Gradients flow where the caller allows them (the trainer may train the ReferenceNet).
+    The image encoder sees the image as given (its own preprocessing resizes it), as Moore's pipeline does;
+    the VAE sees it resized to ``size``. Gradients flow where the caller allows them (the trainer may train
+    the ReferenceNet).
     """
-    image = images.resize(images.check_rgb(image, "reference image")[:1], *_checked_size(size))
-    latents = encode(image).float()
+    image = images.check_rgb(image, "reference image")[:1]
+    latents = encode(images.resize(image, *_checked_size(size))).float()
     embeds = embed(image).float()
     device = device or latents.device
     tokens = reference_net(latents.to(device, dtype), embeds.to(device, dtype))
