@@ -135,3 +135,19 @@ def test_one_context_window_equals_one_clip(models, conditions):
     clip = Sampler(models, SamplerSettings(steps=2, clip_length=4)).sample(cond)
     window = Sampler(models, SamplerSettings(steps=2, clip_length=4, stitching="context_windows")).sample(cond)
     torch.testing.assert_close(window, clip, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("frames, length, overlap, expected", [
+    (8, 4, 1, [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 0, 1]]),
+    (30, 24, 4, [list(range(24)), list(range(20, 30)) + list(range(14))]),
+    (24, 8, 4, [list(range(s, s + 8)) for s in range(0, 20, 4)] + [[20, 21, 22, 23, 0, 1, 2, 3]]),
+    (6, 8, 4, [list(range(6))]),
+])
+def test_closed_loop_windows_are_moores(frames, length, overlap, expected):
+    """Moore-AnimateAnyone's uniform schedule as its pipeline calls it (step 0, stride 1, closed loop): windows
+    every ``length - overlap`` frames up to the last, the tail wrapping to the first frames (lists from running
+    Moore's ``context.uniform``)."""
+    windows = context_windows(frames, length, overlap, "closed_loop")
+    assert [w.tolist() for w in windows] == expected
+    total = sum(torch.zeros(frames).index_add_(0, w, weight) for w, weight in zip(windows, fusion_weights(windows, frames, "flat")))
+    torch.testing.assert_close(total, torch.ones(frames))
