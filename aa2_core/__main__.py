@@ -1,22 +1,31 @@
 """``python -m aa2_core <command>``: the pack's command line outside ComfyUI."""
 
+import importlib
 import sys
+
+COMMANDS = {
+    "animate": ("aa2_core.pipeline.animate_cli", "animate a character image along a pose video (optionally inside a driving video's scene)"),
+    "check": ("aa2_core.check", "find and load every model file, then run one denoising step"),
+    "convert": ("aa2_core.checkpoints.convert", "turn .pth/.ckpt pickles into .safetensors"),
+    "train": ("aa2_core.training.train", "train the Animate Anyone 2 modules on your own videos"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: python -m aa2_core <command> [options]   (python -m aa2_core <command> --help for its options)", "", "commands:"]
+    lines += [f"  {name:9s} {text}" for name, (_, text) in COMMANDS.items()]
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {
-        "animate": "aa2_core.pipeline.animate_cli",
-        "check": "aa2_core.check",
-        "convert": "aa2_core.checkpoints.convert",
-        "train": "aa2_core.training.train",
-    }
-    if not argv or argv[0] not in commands:
-        print(f"usage: python -m aa2_core {{{','.join(commands)}}} ...")
+    if argv and argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    if not argv or argv[0] not in COMMANDS:
+        print(usage(), file=sys.stderr)
         return 2
-    import importlib
-
-    return importlib.import_module(commands[argv[0]]).main(argv[1:])
+    return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
 
 
 if __name__ == "__main__":

@@ -21,3 +21,12 @@ def test_missing_files_are_named_with_their_place(tmp_path, capsys):
     for role in ("denoising_unet", "reference_unet", "pose_guider", "motion_module", "vae", "clip_vision"):
         assert f"{role}: put it at" in out
     assert os.path.join(str(tmp_path), "animate_anyone2", "denoising_unet.safetensors") in out
+
+
+def test_help_lists_every_subcommand_and_exits_0(capsys):
+    from aa2_core.__main__ import COMMANDS, main
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"  {name} " in out for name in COMMANDS) and set(COMMANDS) == {"animate", "check", "convert", "train"}
+    assert main(["frobnicate"]) == 2
