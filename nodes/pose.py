@@ -29,6 +29,19 @@ class AA2LoadPoseKeypoints:
     DESCRIPTION = "Loads OpenPose/DWPose keypoints saved as JSON (one entry per frame)."
 
     @classmethod
+    def IS_CHANGED(cls, file):
+        """The file's content hash: an edited JSON is read again, an unchanged one comes from the cache."""
+        import hashlib
+
+        import folder_paths
+
+        path = os.path.join(folder_paths.get_input_directory(), file)
+        if not os.path.isfile(path):
+            return ""
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+
+    @classmethod
     def VALIDATE_INPUTS(cls, file):
         import folder_paths
 

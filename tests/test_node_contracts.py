@@ -48,3 +48,16 @@ def test_core_never_imports_comfy():
                 for node in ast.walk(tree):
                     mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
                     assert not any(m.split(".")[0] in ("comfy", "folder_paths", "nodes") for m in mods), (name, mods)
+
+
+def test_keypoint_loader_is_changed_follows_the_file(pack, tmp_path, monkeypatch):
+    """An edited keypoint JSON must be read again (ComfyUI re-runs a node when IS_CHANGED's value changes)."""
+    import sys
+
+    monkeypatch.setattr(sys.modules["folder_paths"], "get_input_directory", lambda: str(tmp_path))
+    node = pack.NODE_CLASS_MAPPINGS["AA2LoadPoseKeypoints"]
+    (tmp_path / "pose.json").write_text('[{"people": []}]')
+    first = node.IS_CHANGED("pose.json")
+    assert node.IS_CHANGED("pose.json") == first
+    (tmp_path / "pose.json").write_text('[{"people": []}, {"people": []}]')
+    assert node.IS_CHANGED("pose.json") != first
