@@ -25,6 +25,10 @@ TINY_UNET_CONFIG = dict(
     norm_num_groups=32,
 )
 TINY_MOTION_CONFIG = MotionConfig(block_out_channels=(32, 64, 64, 64))
+TINY_CLIP_CONFIG = dict(
+    hidden_size=32, intermediate_size=64, projection_dim=TINY_UNET_CONFIG["cross_attention_dim"],
+    num_hidden_layers=2, num_attention_heads=1, patch_size=14, image_size=224,
+)
 
 
 def randomize_(module: nn.Module, generator: torch.Generator, std: float = 0.05) -> nn.Module:
@@ -72,11 +76,7 @@ def tiny_clip_vision(seed: int = 4):
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     torch.manual_seed(seed)
-    config = CLIPVisionConfig(
-        hidden_size=32, intermediate_size=64, projection_dim=TINY_UNET_CONFIG["cross_attention_dim"],
-        num_hidden_layers=2, num_attention_heads=1, patch_size=14, image_size=224,
-    )
-    return CLIPVisionModelWithProjection(config).eval()
+    return CLIPVisionModelWithProjection(CLIPVisionConfig(**TINY_CLIP_CONFIG)).eval()
 
 
 def motion_to_original_keys(sd: dict[str, torch.Tensor], max_seq_length: int = 32) -> dict[str, torch.Tensor]:

@@ -260,3 +260,23 @@ def test_sd15_single_file_and_diffusers_folder(tmp_path):
     # standalone LDM VAE file (vae-ft-mse-840000-ema-pruned layout)
     save_file({k: v.contiguous() for k, v in vae_to_ldm(vae.state_dict()).items()}, str(tmp_path / "vae-ft-mse.safetensors"))
     same_tensors(load_vae(str(tmp_path / "vae-ft-mse.safetensors")).state_dict(), vae.state_dict())
+
+
+@pytest.mark.parametrize("layout", ["ldm", "diffusers"])
+def test_narrow_vae_file_loads(tmp_path, layout):
+    """Widths not divisible by 32: the file does not say its GroupNorm count, so it is read off the widths."""
+    from diffusers import AutoencoderKL
+    from ldm_layout import vae_to_ldm
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(block_out_channels=(16, 32), down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, layers_per_block=1, norm_num_groups=16).eval()
+    sd = vae_to_ldm(vae.state_dict(), levels=2) if layout == "ldm" else vae.state_dict()
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp_path / "vae.safetensors"))
+    loaded = load_vae(str(tmp_path / "vae.safetensors"))
+    assert loaded.config.norm_num_groups == 16
+    same_tensors(loaded.state_dict(), vae.state_dict())
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.decode(loaded.encode(x).latent_dist.mean).sample,
+                                   vae.decode(vae.encode(x).latent_dist.mean).sample)

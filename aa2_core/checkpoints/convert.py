@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from safetensors import SafetensorError
+
 from ..errors import CheckpointError
 from .detect import kind_of
 from .io import read_state_dict, write_safetensors
@@ -20,8 +22,12 @@ def convert_file(src: str, out_dir: str | None = None) -> str:
     stem = os.path.splitext(os.path.basename(src))[0]
     dst = os.path.join(out_dir or os.path.dirname(os.path.abspath(src)), stem + ".safetensors")
     if os.path.abspath(dst) == os.path.abspath(src):
-        raise CheckpointError(f"{src} is already a .safetensors file")
-    write_safetensors(sd, dst, {"converted_from": os.path.basename(src), "kind": kind_of(sd)})
+        raise CheckpointError(f"{src} is already a .safetensors file; give a pickled file or another --out-dir")
+    try:
+        write_safetensors(sd, dst, {"converted_from": os.path.basename(src), "kind": kind_of(sd)})
+    except (OSError, SafetensorError) as e:  # --out-dir is a file, read-only, or the disk is full
+        reason = getattr(e, "strerror", None) or e
+        raise CheckpointError(f"could not write {dst}: {reason}; expected a writable --out-dir") from e
     return dst
 
 

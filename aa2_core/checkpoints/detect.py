@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import torch
@@ -28,12 +29,37 @@ def kind_of(sd: dict[str, torch.Tensor]) -> str:
     if "conv_in.weight" in sd and any(k.startswith("blocks.") for k in keys) and len(sd) < 40:
         return "pose_guider"
     if "encoder.conv_in.weight" in sd and "decoder.conv_in.weight" in sd:
-        return "vae_ldm" if "encoder.down.0.block.0.conv1.weight" in sd else "vae_diffusers"
+        return "vae_ldm" if any(k.startswith("encoder.down.") for k in keys) else "vae_diffusers"
     if any(k.startswith(("first_stage_model.", "vae.")) for k in keys):
         return "vae_ldm"
     if any(k.startswith("vision_model.") for k in keys):
         return "clip_vision"
     return "unknown"
+
+
+def require(sd: dict[str, torch.Tensor], key: str, source: str, expected: str) -> torch.Tensor:
+    """``sd[key]``, or an error naming the file, the key and what it should have been part of."""
+    if key not in sd:
+        raise CheckpointError(f"{source}: missing {key} (expected {expected}; file looks like: {kind_of(sd)})")
+    return sd[key]
+
+
+def first_ending(sd: dict[str, torch.Tensor], prefix: str, suffix: str, source: str, expected: str) -> torch.Tensor:
+    """The first tensor under ``prefix`` whose key ends with ``suffix``, or an error saying which key was looked for."""
+    found = next((v for k, v in sd.items() if k.startswith(prefix) and k.endswith(suffix)), None)
+    if found is None:
+        raise CheckpointError(f"{source}: no {prefix}*{suffix} key (expected {expected}; file looks like: {kind_of(sd)})")
+    return found
+
+
+def norm_groups(channels) -> int:
+    """GroupNorm groups of a model with these widths: files do not store it, and SD's 32 fails on narrow models.
+
+    The true count divides every width, so it divides their gcd; the largest such count <= 32 is SD's 32
+    for SD widths and the tiny models' choice otherwise.
+    """
+    width = math.gcd(*channels)
+    return max(g for g in range(1, 33) if width % g == 0)
 
 
 def _indices(sd, pattern: str) -> list[int]:
@@ -48,7 +74,8 @@ def unet_config(sd: dict[str, torch.Tensor], source: str = "UNet") -> dict:
         raise CheckpointError(
             f"{source}: does not look like a diffusers SD1.5 UNet (kind: {kind_of(sd)}; keys: {describe_keys(sd)})"
         )
-    block_out = [sd[f"down_blocks.{i}.resnets.0.conv1.weight"].shape[0] for i in blocks]
+    resnet = "a ResNet at the start of each down block"
+    block_out = [require(sd, f"down_blocks.{i}.resnets.0.conv1.weight", source, resnet).shape[0] for i in blocks]
     layers = len(_indices(sd, r"down_blocks\.0\.resnets\.(\d+)\."))
     up_blocks = _indices(sd, r"up_blocks\.(\d+)\.")
 
@@ -73,10 +100,10 @@ def unet_config(sd: dict[str, torch.Tensor], source: str = "UNet") -> dict:
     )
 
 
-def ldm_original_config(sd: dict[str, torch.Tensor]) -> dict:
+def ldm_original_config(sd: dict[str, torch.Tensor], source: str = "SD1.5 single file") -> dict:
     """The ``v1-inference.yaml``-shaped config diffusers' LDM converters expect, read off an SD1.5 file."""
-    p = LDM_UNET_PREFIX
-    conv_in = sd[p + "input_blocks.0.0.weight"]
+    p, expected = LDM_UNET_PREFIX, "an SD1.5 UNet in the single-file (LDM) layout"
+    conv_in = require(sd, p + "input_blocks.0.0.weight", source, expected)
     model_channels = conv_in.shape[0]
     level, channel_mult, attention_res, res_blocks = 0, [], [], {}
     for i in _indices(sd, re.escape(p) + r"input_blocks\.(\d+)\.")[1:]:
@@ -84,17 +111,20 @@ def ldm_original_config(sd: dict[str, torch.Tensor]) -> dict:
             level += 1
             continue
         res_blocks[level] = res_blocks.get(level, 0) + 1
-        out = sd[p + f"input_blocks.{i}.0.out_layers.3.weight"].shape[0]
+        out = require(sd, p + f"input_blocks.{i}.0.out_layers.3.weight", source, expected).shape[0]
         if len(channel_mult) == level:
             channel_mult.append(out // model_channels)
         if p + f"input_blocks.{i}.1.proj_in.weight" in sd and 2**level not in attention_res:
             attention_res.append(2**level)
-    context = next(v.shape[1] for k, v in sd.items() if k.startswith(p) and k.endswith("attn2.to_k.weight"))
-    proj_in = next(v for k, v in sd.items() if k.startswith(p) and k.endswith(".proj_in.weight"))
+    if 0 not in res_blocks:
+        raise CheckpointError(f"{source}: no ResBlock in {p}input_blocks.1 (expected {expected})")
+    attention = "the cross-attention layers of " + expected
+    context = first_ending(sd, p, "attn2.to_k.weight", source, attention).shape[1]
+    proj_in = first_ending(sd, p, ".proj_in.weight", source, attention)
     depth = len(_indices(sd, re.escape(p) + r"input_blocks\.1\.1\.transformer_blocks\.(\d+)\."))
     unet = dict(
         in_channels=conv_in.shape[1],
-        out_channels=sd[p + "out.2.weight"].shape[0],
+        out_channels=require(sd, p + "out.2.weight", source, expected).shape[0],
         model_channels=model_channels,
         channel_mult=channel_mult,
         attention_resolutions=attention_res,
@@ -134,7 +164,8 @@ def motion_config(sd: dict[str, torch.Tensor], source: str = "motion module") ->
     blocks = _indices(sd, r"down_blocks\.(\d+)\.motion_modules\.")
     if not blocks:
         raise CheckpointError(f"{source}: no AnimateDiff motion-module keys found (keys: {describe_keys(sd)})")
-    channels = tuple(sd[f"down_blocks.{i}.motion_modules.0.proj_in.weight"].shape[1] for i in blocks)
+    first = "the first motion module of each down block"
+    channels = tuple(require(sd, f"down_blocks.{i}.motion_modules.0.proj_in.weight", source, first).shape[1] for i in blocks)
     pe = next((v for k, v in sd.items() if k.endswith("pos_embed.pe")), None)
     mid = any(k.startswith("mid_block.motion_modules.") for k in sd)
     # without the (fixed) positional buffers, v2/v3 files have 32 positions and only v1 has no mid block and 24

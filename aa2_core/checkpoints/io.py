@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import textwrap
 
 import torch
 from safetensors.torch import load_file, safe_open, save_file
@@ -12,6 +14,10 @@ from ..errors import CheckpointError, describe_keys
 SAFETENSORS_EXTENSIONS = (".safetensors", ".sft")
 PICKLE_EXTENSIONS = (".pth", ".pt", ".ckpt", ".bin")
 WRAPPER_KEYS = ("state_dict", "module", "model")
+ANSI_CODES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# torch's weights_only refusal puts the reason after advice we must not pass on (load with weights_only=False)
+UNPICKLER_REASON = re.compile(r"WeightsUnpickler error:\s*(.+)", re.S)
+REASON_CHARS = 300
 
 
 def read_state_dict(path: str, what: str = "weights") -> dict[str, torch.Tensor]:
@@ -20,6 +26,8 @@ def read_state_dict(path: str, what: str = "weights") -> dict[str, torch.Tensor]
     ``what`` names the expected content in error messages (e.g. "motion module").
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise CheckpointError(_directory_message(path, what))
     if not os.path.isfile(path):
         raise CheckpointError(f"{what}: file not found: {path}")
     if os.path.getsize(path) == 0:
@@ -40,10 +48,27 @@ def read_state_dict(path: str, what: str = "weights") -> dict[str, torch.Tensor]
     except Exception as e:  # truncated file, foreign pickle, wrong format
         kind = "safetensors" if ext in SAFETENSORS_EXTENSIONS else "PyTorch pickle"
         raise CheckpointError(
-            f"{what}: could not read {path} as a {kind} file ({type(e).__name__}: {str(e).splitlines()[0][:300]}). "
+            f"{what}: could not read {path} as a {kind} file ({type(e).__name__}: {_reason(e)}). "
             "The file may be truncated, not a weight file, or a pickle holding objects other than tensors."
         ) from e
     return unwrap_state_dict(state, path, what)
+
+
+def _directory_message(path: str, what: str) -> str:
+    weights = sorted(n for n in os.listdir(path) if n.lower().endswith(SAFETENSORS_EXTENSIONS + PICKLE_EXTENSIONS))
+    inside = f"give one of the weight files in it: {describe_keys(weights)}" if weights else "it holds no weight files"
+    return (f"{what}: {path} is a directory; expected a weight file "
+            f"({', '.join(SAFETENSORS_EXTENSIONS + PICKLE_EXTENSIONS)}); {inside}")
+
+
+def _reason(e: Exception) -> str:
+    """The telling part of a reader's error as plain text: no colour codes, shortened between words."""
+    text = ANSI_CODES.sub("", str(e))
+    unpickler = UNPICKLER_REASON.search(text)
+    if unpickler:
+        text = re.split(r"(?<=\.)\s", unpickler.group(1).strip(), maxsplit=1)[0]  # its first sentence
+    lines = [line for line in text.splitlines() if line.strip()]
+    return textwrap.shorten(lines[0] if lines else type(e).__name__, REASON_CHARS, placeholder=" ...")
 
 
 def unwrap_state_dict(state, path: str = "<memory>", what: str = "weights") -> dict[str, torch.Tensor]:

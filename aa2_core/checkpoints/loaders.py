@@ -21,10 +21,11 @@ from diffusers.loaders.single_file_utils import (
 )
 from torch import nn
 
-from ..errors import CheckpointError, describe_keys
+from ..errors import AA2Error, CheckpointError, describe_keys
 from ..models import DenoisingNet, MotionConfig, MotionModuleSet, PoseGuider, PoseModulation, ReferenceNet
+from ..tiny import TINY_CLIP_CONFIG
 from . import detect
-from .io import read_state_dict
+from .io import read_metadata, read_state_dict
 
 REFERENCE_OPTIONAL = ("conv_norm_out.", "conv_out.")
 
@@ -52,7 +53,7 @@ def build_loaded(factory, sd: dict, source: str, optional: tuple[str, ...] = ())
     Buffers are built for real, so fixed ones (sinusoidal positions, position ids) need no file copy.
     Parameters under ``optional`` prefixes may stay on meta; the caller decides what to do with them.
     """
-    with parameters_on_meta():
+    with parameters_on_meta(), library_errors(source, "building the model it describes", "widths the model accepts"):
         model = factory()
     check_keys(model, sd, source, optional)
     model.load_state_dict(sd, strict=False, assign=True)
@@ -79,17 +80,43 @@ def parameters_on_meta():
         nn.Module.register_parameter = register
 
 
+@contextmanager
+def library_errors(source: str, doing: str, expected: str):
+    """Library converters and constructors raise bare KeyError/ValueError on unexpected files: name the file."""
+    try:
+        yield
+    except AA2Error:
+        raise
+    except (KeyError, ValueError, IndexError) as e:
+        reason = f"missing key {e.args[0]!r}" if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
+        raise CheckpointError(f"{source}: {doing} failed ({reason}); expected {expected}") from e
+
+
+def _present(converted: dict) -> dict:
+    """diffusers' LDM converters map some absent keys to None: drop them, so they are reported as missing."""
+    return {k: v for k, v in converted.items() if v is not None}
+
+
+def _read_json(path: str, what: str) -> dict:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{what}: could not read {path} as JSON ({e})") from e
+
+
 # ---- UNets -------------------------------------------------------------------------------------
 def read_unet_state_dict(path: str, what: str) -> tuple[dict, dict]:
     """(config, diffusers-keyed state dict) of a UNet file or diffusers folder, SD1.5 single files included."""
     if os.path.isdir(path):
         return _read_diffusers_folder(path, "unet", what)
-    sd = read_state_dict(path, what)
+    sd, source = read_state_dict(path, what), f"{what} ({path})"
     if detect.kind_of(sd) == "sd15_single_file":
-        original = detect.ldm_original_config(sd)
-        config = create_unet_diffusers_config_from_ldm(original, sd)
-        return config, convert_ldm_unet_checkpoint(sd, config)
-    return detect.unet_config(sd, f"{what} ({path})"), sd
+        original = detect.ldm_original_config(sd, source)
+        with library_errors(source, "converting the SD1.5 single file", "a complete SD1.5 UNet in the LDM layout"):
+            config = create_unet_diffusers_config_from_ldm(original, sd)
+            return config, _present(convert_ldm_unet_checkpoint(sd, config))
+    return detect.unet_config(sd, source), sd
 
 
 def _read_diffusers_folder(path: str, subfolder: str, what: str) -> tuple[dict, dict]:
@@ -105,8 +132,7 @@ def _read_diffusers_folder(path: str, subfolder: str, what: str) -> tuple[dict, 
             f"{what}: {path} is a folder but not a diffusers model folder (expected {subfolder}/config.json and "
             "diffusion_pytorch_model.safetensors)"
         )
-    with open(config_path) as f:
-        config = {k: v for k, v in json.load(f).items() if not k.startswith("_")}
+    config = {k: v for k, v in _read_json(config_path, what).items() if not k.startswith("_")}
     return config, read_state_dict(weights[0], what)
 
 
@@ -187,6 +213,7 @@ def load_pose_modulation(path: str) -> PoseModulation:
 
 # ---- VAE -----------------------------------------------------------------------------------------
 def load_vae(path: str) -> AutoencoderKL:
+    source = f"VAE ({path})"
     if os.path.isdir(path):
         config, sd = _read_diffusers_folder(path, "vae", "VAE")
     else:
@@ -194,30 +221,46 @@ def load_vae(path: str) -> AutoencoderKL:
         kind = detect.kind_of(sd)
         if kind in ("vae_ldm", "sd15_single_file"):
             original = {"model": {"params": {"first_stage_config": {"params": {"ddconfig": detect.vae_ldm_params(sd)}}}}}
-            config = create_vae_diffusers_config_from_ldm(original, sd)
-            sd = convert_ldm_vae_checkpoint(sd, config)
+            with library_errors(source, "converting the LDM VAE", "a complete VAE in the LDM layout"):
+                config = create_vae_diffusers_config_from_ldm(original, sd)
+                sd = _present(convert_ldm_vae_checkpoint(sd, config))
+            config["norm_num_groups"] = detect.norm_groups(config["block_out_channels"])  # diffusers assumes 32
         elif kind == "vae_diffusers":
-            config = _vae_diffusers_config(sd)
+            config = _vae_diffusers_config(sd, source)
         else:
-            raise CheckpointError(f"VAE ({path}): not a VAE (looks like: {kind}; keys: {describe_keys(sd)})")
-    return build_loaded(lambda: AutoencoderKL(**config), sd, f"VAE ({path})")
+            raise CheckpointError(f"{source}: not a VAE (looks like: {kind}; keys: {describe_keys(sd)})")
+    return build_loaded(lambda: AutoencoderKL(**config), sd, source)
 
 
-def _vae_diffusers_config(sd: dict) -> dict:
+def _vae_diffusers_config(sd: dict, source: str) -> dict:
     levels = detect._indices(sd, r"encoder\.down_blocks\.(\d+)\.")
+    if not levels:
+        raise CheckpointError(f"{source}: no encoder.down_blocks.* or encoder.down.* keys (expected a VAE)")
+    expected = "a diffusers AutoencoderKL"
+    first_resnets = [f"encoder.down_blocks.{i}.resnets.0.conv2.weight" for i in levels]
+    widths = tuple(detect.require(sd, key, source, expected).shape[0] for key in first_resnets)
     return dict(
         in_channels=sd["encoder.conv_in.weight"].shape[1],
-        out_channels=sd["decoder.conv_out.weight"].shape[0],
+        out_channels=detect.require(sd, "decoder.conv_out.weight", source, expected).shape[0],
         down_block_types=("DownEncoderBlock2D",) * len(levels),
         up_block_types=("UpDecoderBlock2D",) * len(levels),
-        block_out_channels=tuple(sd[f"encoder.down_blocks.{i}.resnets.0.conv2.weight"].shape[0] for i in levels),
+        block_out_channels=widths,
         layers_per_block=len(detect._indices(sd, r"encoder\.down_blocks\.0\.resnets\.(\d+)\.")),
         latent_channels=sd["decoder.conv_in.weight"].shape[1],
+        norm_num_groups=detect.norm_groups(widths),
     )
 
 
 # ---- CLIP image encoder --------------------------------------------------------------------------
+# widths do not fix the head count: ViT-B, ViT-L/14, ViT-H/14, bigG, and the tiny test model
 CLIP_HEADS = {768: 12, 1024: 16, 1280: 16, 1664: 16}
+CLIP_HEADS[TINY_CLIP_CONFIG["hidden_size"]] = TINY_CLIP_CONFIG["num_attention_heads"]
+CLIP_REQUIRED = (
+    "vision_model.embeddings.patch_embedding.weight",
+    "vision_model.embeddings.position_embedding.weight",
+    "vision_model.encoder.layers.0.mlp.fc1.weight",
+    "visual_projection.weight",
+)
 
 
 def load_clip_vision(path: str):
@@ -232,10 +275,10 @@ def load_clip_vision(path: str):
             raise CheckpointError(f"CLIP vision ({path}): not a transformers CLIP vision folder ({e})") from e
     sd = read_state_dict(path, "CLIP vision")
     sd = {k: v for k, v in sd.items() if k.startswith(("vision_model.", "visual_projection."))}
-    if "vision_model.embeddings.patch_embedding.weight" not in sd or "visual_projection.weight" not in sd:
+    missing = [k for k in CLIP_REQUIRED if k not in sd]
+    if missing:
         raise CheckpointError(
-            f"CLIP vision ({path}): expected a CLIP vision model with projection "
-            "(keys vision_model.* and visual_projection.weight)"
+            f"CLIP vision ({path}): expected a CLIP vision model with projection (missing {', '.join(missing)})"
         )
     patch = sd["vision_model.embeddings.patch_embedding.weight"]
     hidden, positions = patch.shape[0], sd["vision_model.embeddings.position_embedding.weight"].shape[0]
@@ -244,9 +287,44 @@ def load_clip_vision(path: str):
         intermediate_size=sd["vision_model.encoder.layers.0.mlp.fc1.weight"].shape[0],
         projection_dim=sd["visual_projection.weight"].shape[0],
         num_hidden_layers=len(detect._indices(sd, r"vision_model\.encoder\.layers\.(\d+)\.")),
-        num_attention_heads=CLIP_HEADS.get(hidden, max(1, hidden // 64)),
+        num_attention_heads=clip_heads(path, hidden),
         patch_size=patch.shape[-1],
         image_size=patch.shape[-1] * round((positions - 1) ** 0.5),
     )
     sd = {k: v for k, v in sd.items() if not k.endswith("position_ids")}
     return build_loaded(lambda: CLIPVisionModelWithProjection(config), sd, f"CLIP vision ({path})")
+
+
+def clip_heads(path: str, hidden: int) -> int:
+    """Attention heads of a CLIP vision file: as the file or a config.json beside it states, else known by width."""
+    heads = _stated_clip_heads(path, hidden) or CLIP_HEADS.get(hidden) or (hidden // 64 if hidden % 64 == 0 else None)
+    if heads is None:
+        raise CheckpointError(
+            f"CLIP vision ({path}): width {hidden} is none of the known CLIP models ({', '.join(map(str, CLIP_HEADS))}) "
+            "nor a multiple of 64, so its number of attention heads is unknown; expected num_attention_heads in the "
+            "file's metadata or in a transformers config.json beside it"
+        )
+    if hidden % heads:
+        raise CheckpointError(f"CLIP vision ({path}): {heads} attention heads do not divide the width {hidden}")
+    return heads
+
+
+def _stated_clip_heads(path: str, hidden: int) -> int | None:
+    metadata = read_metadata(path)
+    if "num_attention_heads" in metadata:
+        return _head_count(metadata["num_attention_heads"], f"CLIP vision ({path}): metadata num_attention_heads")
+    config_path = os.path.join(os.path.dirname(os.path.abspath(path)), "config.json")
+    if not os.path.isfile(config_path):
+        return None
+    config = _read_json(config_path, "CLIP vision")
+    config = config.get("vision_config", config)
+    if config.get("hidden_size") != hidden or "num_attention_heads" not in config:
+        return None  # the config of another model in the same folder
+    return _head_count(config["num_attention_heads"], f"CLIP vision: num_attention_heads in {config_path}")
+
+
+def _head_count(value, where: str) -> int:
+    heads = int(value) if str(value).isdigit() else 0
+    if heads < 1:
+        raise CheckpointError(f"{where} is {value!r}; expected a positive whole number")
+    return heads
