@@ -23,14 +23,13 @@ def write_tiny_models_dir(models_dir: str, seed: int = 0) -> None:
     """A ComfyUI-style models folder holding tiny models in the real file formats."""
     from safetensors.torch import save_file
 
-    from .tiny import tiny_clip_vision, tiny_vae, write_tiny_moore_files
+    from .tiny import save_tiny_clip_vision, tiny_vae, write_tiny_moore_files
 
     write_tiny_moore_files(os.path.join(models_dir, "animate_anyone2"), seed)
     os.makedirs(os.path.join(models_dir, "vae"), exist_ok=True)
     save_file(tiny_vae().state_dict(), os.path.join(models_dir, "vae", "sd-vae-ft-mse.safetensors"))
     os.makedirs(os.path.join(models_dir, "clip_vision"), exist_ok=True)
-    clip = {k: v.contiguous() for k, v in tiny_clip_vision().state_dict().items()}
-    save_file(clip, os.path.join(models_dir, "clip_vision", "image_encoder.safetensors"))
+    save_tiny_clip_vision(os.path.join(models_dir, "clip_vision", "image_encoder.safetensors"))
 
 
 def run_check(models_dir: str, frames: int = 4, height: int = 64, width: int = 64) -> dict:

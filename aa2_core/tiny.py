@@ -79,6 +79,16 @@ def tiny_clip_vision(seed: int = 4):
     return CLIPVisionModelWithProjection(CLIPVisionConfig(**TINY_CLIP_CONFIG)).eval()
 
 
+def save_tiny_clip_vision(path: str, seed: int = 4):
+    """The tiny CLIP as a clip_vision file; its head count (not readable off shapes) goes in the metadata."""
+    from safetensors.torch import save_file
+
+    clip = tiny_clip_vision(seed)
+    save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, path,
+              metadata={"num_attention_heads": str(TINY_CLIP_CONFIG["num_attention_heads"])})
+    return clip
+
+
 def motion_to_original_keys(sd: dict[str, torch.Tensor], max_seq_length: int = 32) -> dict[str, torch.Tensor]:
     """diffusers ``MotionAdapter`` keys -> original AnimateDiff / Moore keys, with the ``pos_encoder.pe`` buffers.
 

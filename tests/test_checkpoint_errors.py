@@ -12,7 +12,7 @@ from aa2_core.check import write_tiny_models_dir
 from aa2_core.checkpoints import convert
 from aa2_core.checkpoints.loaders import clip_heads, load_clip_vision, load_motion_modules, load_unet
 from aa2_core.errors import AA2Error
-from aa2_core.tiny import TINY_UNET_CONFIG, tiny_clip_vision, tiny_motion, tiny_unet
+from aa2_core.tiny import TINY_UNET_CONFIG, save_tiny_clip_vision, tiny_motion, tiny_unet
 
 LDM = "model.diffusion_model."
 
@@ -88,7 +88,7 @@ def clip_file(tmp_path, hidden: int, heads: int, metadata=None) -> tuple:
 
 def test_clip_heads_from_known_widths(tmp_path):
     nowhere = str(tmp_path / "clip.pth")  # no metadata, no config.json beside it
-    assert [clip_heads(nowhere, w) for w in (768, 1024, 1280, 1664, 32, 192)] == [12, 16, 16, 16, 1, 3]
+    assert [clip_heads(nowhere, w) for w in (768, 1024, 1280, 1664, 192)] == [12, 16, 16, 16, 3]
 
 
 def test_clip_of_unknown_width_without_head_count_is_refused(tmp_path):
@@ -119,9 +119,13 @@ def test_clip_head_count_that_does_not_divide_is_refused(tmp_path):
 
 
 def test_tiny_clip_still_loads(tmp_path):
-    clip = tiny_clip_vision()
-    path = save(clip.state_dict(), tmp_path / "clip.safetensors")
+    """Its width (32) is in no table: the head count comes from the file's metadata."""
+    path = str(tmp_path / "clip.safetensors")
+    clip = save_tiny_clip_vision(path)
     assert load_clip_vision(path).config.num_attention_heads == clip.config.num_attention_heads
+    save(clip.state_dict(), path)  # the same file without the metadata
+    with pytest.raises(AA2Error, match="number of attention heads is unknown"):
+        load_clip_vision(path)
 
 
 # ---- the converter -------------------------------------------------------------------------------------

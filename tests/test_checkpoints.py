@@ -23,7 +23,7 @@ from aa2_core.checkpoints.loaders import (
 )
 from aa2_core.errors import CheckpointError
 from aa2_core.models import MotionConfig, MotionModuleSet, PoseGuider
-from aa2_core.tiny import motion_to_original_keys, tiny_clip_vision, tiny_motion, tiny_vae
+from aa2_core.tiny import motion_to_original_keys, save_tiny_clip_vision, tiny_motion, tiny_vae
 
 
 def same_tensors(a: dict, b: dict):
@@ -131,8 +131,7 @@ def test_vae_and_clip_vision_roundtrip(tmp_path):
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     with torch.no_grad():
         torch.testing.assert_close(loaded.encode(x).latent_dist.mean, vae.encode(x).latent_dist.mean)
-    clip = tiny_clip_vision()
-    save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, str(tmp_path / "clip.safetensors"))
+    clip = save_tiny_clip_vision(str(tmp_path / "clip.safetensors"))
     loaded = load_clip_vision(str(tmp_path / "clip.safetensors"))
     img = torch.randn(1, 3, 224, 224)
     with torch.no_grad():

@@ -23,7 +23,6 @@ from torch import nn
 
 from ..errors import AA2Error, CheckpointError, describe_keys
 from ..models import DenoisingNet, MotionConfig, MotionModuleSet, PoseGuider, PoseModulation, ReferenceNet
-from ..tiny import TINY_CLIP_CONFIG
 from . import detect
 from .io import read_metadata, read_state_dict
 
@@ -252,9 +251,8 @@ def _vae_diffusers_config(sd: dict, source: str) -> dict:
 
 
 # ---- CLIP image encoder --------------------------------------------------------------------------
-# widths do not fix the head count: ViT-B, ViT-L/14, ViT-H/14, bigG, and the tiny test model
+# widths do not fix the head count: ViT-B, ViT-L/14, ViT-H/14, bigG
 CLIP_HEADS = {768: 12, 1024: 16, 1280: 16, 1664: 16}
-CLIP_HEADS[TINY_CLIP_CONFIG["hidden_size"]] = TINY_CLIP_CONFIG["num_attention_heads"]
 CLIP_REQUIRED = (
     "vision_model.embeddings.patch_embedding.weight",
     "vision_model.embeddings.position_embedding.weight",
