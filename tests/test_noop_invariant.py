@@ -60,6 +60,25 @@ def test_each_trained_module_changes_output(loaded, module):
 
 
 @torch.no_grad()
+def test_environment_enters_where_the_pose_features_do(loaded):
+    """A trained env_conv_in adds conv(environment latent, mask) right after conv_in, where the pose features
+    go: the output equals the same net given those conv features as extra pose features and no environment.
+
+    Mutations seen failing: environment channels reversed before env_conv_in; the environment added after
+    the first down block instead of after conv_in."""
+    net, pose = copy.deepcopy(loaded["denoising"]), loaded["pose"]
+    x = inputs(seed=4, frames=2)
+    net.env_conv_in.weight.copy_(0.1 * torch.randn(net.env_conv_in.weight.shape, generator=torch.Generator().manual_seed(0)))
+    features = pose(x["skeleton"][:2], None, num_frames=2)
+    out = net(x["sample"], 500, x["context"], pose_features=features, environment=x["environment"])
+    env = x["environment"].transpose(1, 2).flatten(0, 1)  # (b f) c h w, frames of one sample adjacent
+    extra = torch.nn.functional.conv2d(env, net.env_conv_in.weight, padding=1)
+    expected = net(x["sample"], 500, x["context"], pose_features=features + extra)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    assert extra.abs().mean() > 1e-2  # the environment's share is not negligible, so the match above means something
+
+
+@torch.no_grad()
 def test_single_frame_without_motion_equals_diffusers_unet(loaded):
     """With frames=1, no motion module and no reference, our block walk is diffusers' own UNet forward."""
     unet = copy.deepcopy(loaded["denoising"].unet)
