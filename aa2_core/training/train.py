@@ -93,6 +93,7 @@ def train(args) -> dict:
         rank = torch.distributed.get_rank()
         args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
     device, dtype = torch.device(args.device), torch.float32
+    torch.manual_seed(args.seed)  # the AA2 modules' random initial weights (same on every rank), so --seed repeats a run
     models = assemble_from_folder(args.models, args.aa2_modules, args.fusion_blocks)
     for net in (models.denoising, models.reference, models.pose, models.image_encoder, models.vae):
         net.to(device, dtype)
