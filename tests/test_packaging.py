@@ -1,0 +1,45 @@
+"""The declared requirements match what the pack imports, and the installable package is the library only."""
+
+import ast
+import os
+import sys
+import tomllib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HOST = {"torch", "comfy", "folder_paths", "latent_preview", "nodes"}  # given by ComfyUI (nodes: ComfyUI's module)
+OPTIONAL = {"sam2": "sam2", "mamba_ssm": "mamba", "onnxruntime": "dwpose"}  # imported lazily, with a clear message
+DISTRIBUTION = {"cv2": "opencv-python-headless", "PIL": "pillow"}
+
+
+def imported_modules():
+    found = set()
+    for folder in ("aa2_core", "nodes"):
+        for base, _, files in os.walk(os.path.join(ROOT, folder)):
+            for name in files:
+                if name.endswith(".py"):
+                    for node in ast.walk(ast.parse(open(os.path.join(base, name)).read())):
+                        if isinstance(node, ast.Import):
+                            found |= {a.name.split(".")[0] for a in node.names}
+                        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                            found.add(node.module.split(".")[0])
+    return found - set(sys.stdlib_module_names) - {"aa2_core", "__future__"}
+
+
+def test_requirements_match_the_imports():
+    project = tomllib.load(open(os.path.join(ROOT, "pyproject.toml"), "rb"))["project"]
+    declared = set(project["dependencies"])
+    listed = {line.strip() for line in open(os.path.join(ROOT, "requirements.txt")) if line.strip() and not line.startswith("#")}
+    assert declared == listed
+    third_party = imported_modules() - HOST
+    needed = {DISTRIBUTION.get(m, m) for m in third_party if m not in OPTIONAL}
+    assert needed == declared  # nothing imported undeclared, nothing declared unimported
+    extras = project["optional-dependencies"]
+    assert all(m in third_party or m == "mamba_ssm" for m in OPTIONAL)
+    assert {k: v[0] for k, v in extras.items()} == {"sam2": "sam2", "mamba": "mamba-ssm", "dwpose": "onnxruntime"}
+
+
+def test_the_installable_package_is_the_library_only():
+    """The root stays a ComfyUI custom node folder; its nodes/ must not install as a top-level 'nodes' package."""
+    config = tomllib.load(open(os.path.join(ROOT, "pyproject.toml"), "rb"))
+    assert config["tool"]["setuptools"]["packages"]["find"]["include"] == ["aa2_core", "aa2_core.*"]
+    assert config["build-system"]["build-backend"] == "setuptools.build_meta"
