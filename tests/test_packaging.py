@@ -7,7 +7,9 @@ import tomllib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOST = {"torch", "comfy", "folder_paths", "latent_preview", "nodes"}  # given by ComfyUI (nodes: ComfyUI's module)
-OPTIONAL = {"sam2": "sam2", "mamba_ssm": "mamba", "onnxruntime": "dwpose"}  # imported lazily, with a clear message
+# imported lazily, with a clear message (module -> extra)
+OPTIONAL = {"sam2": "sam2", "mamba_ssm": "mamba", "onnxruntime": "dwpose",
+            "accelerate": "train", "tensorboard": "train", "bitsandbytes": "train"}
 DISTRIBUTION = {"cv2": "opencv-python-headless", "PIL": "pillow"}
 
 
@@ -34,8 +36,11 @@ def test_requirements_match_the_imports():
     needed = {DISTRIBUTION.get(m, m) for m in third_party if m not in OPTIONAL}
     assert needed == declared  # nothing imported undeclared, nothing declared unimported
     extras = project["optional-dependencies"]
-    assert all(m in third_party or m == "mamba_ssm" for m in OPTIONAL)
-    assert {k: v[0] for k, v in extras.items()} == {"sam2": "sam2", "mamba": "mamba-ssm", "dwpose": "onnxruntime"}
+    assert {m for m in OPTIONAL if m in third_party} <= set(OPTIONAL)
+    expected = {}
+    for module, extra in OPTIONAL.items():
+        expected.setdefault(extra, set()).add({"mamba_ssm": "mamba-ssm"}.get(module, module))
+    assert {k: set(v) for k, v in extras.items()} == expected
 
 
 def test_the_installable_package_is_the_library_only():
