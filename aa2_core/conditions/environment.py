@@ -482,10 +482,7 @@ def scale_about_anchor(
                 out[start:stop] = mask_chunk(mask, start, stop, height, width, threshold)
         return out_frames, out_masks[0], out_masks[1:]
 
-    y0, y1, x0, x1 = box
-    # Pixel i spans [i - 0.5, i + 0.5]: the box's bottom edge is y1 + 0.5.
-    anchor_y = (y0 + y1) / 2 if anchor == "center" else y1 + 0.5
-    anchor_x = (x0 + x1) / 2
+    anchor_y, anchor_x = _anchor_point(box, anchor)
     grid = _scaling_grid(height, width, float(scale), anchor_y, anchor_x, frames.device)
     for start, stop in frame_chunks(num_frames, chunk_size):
         chunk_masks = torch.stack([mask_chunk(mask, start, stop, height, width, threshold) for mask in masks], 1)
@@ -494,6 +491,34 @@ def scale_about_anchor(
         for i, out in enumerate(out_masks):
             out[start:stop] = chunk_masks[:, i]
     return out_frames, out_masks[0], out_masks[1:]
+
+
+def _anchor_point(box, anchor: str) -> tuple[float, float]:
+    """The fixed point ``(y, x)`` of the zoom for a union box ``(y0, y1, x0, x1)``."""
+    y0, y1, x0, x1 = box
+    # Pixel i spans [i - 0.5, i + 0.5]: the box's bottom edge is y1 + 0.5.
+    anchor_y = (y0 + y1) / 2 if anchor == "center" else y1 + 0.5
+    return anchor_y, (x0 + x1) / 2
+
+
+def scaling_anchor(
+    frames: torch.Tensor,
+    character_mask: torch.Tensor,
+    object_masks: Sequence[torch.Tensor] | None,
+    anchor: str = "center",
+    threshold: float = 0.5,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> tuple[float, float] | None:
+    """The point ``(y, x)`` (pixel-index coordinates) that ``scale_about_anchor`` zooms about, or None
+    when the union of the masks is empty. A point ``q`` of the clip moves to ``anchor + (q - anchor) * scale``,
+    which is how the trainer moves keypoints with the character."""
+    check_frames(frames)
+    character_mask, object_masks = _check_masks_for_augment(frames, character_mask, object_masks)
+    if anchor not in ("center", "bottom"):
+        raise AA2Error(f"anchor must be 'center' or 'bottom', got {anchor!r}")
+    num_frames, height, width = frames.shape[:3]
+    box = _union_box([character_mask] + object_masks, num_frames, height, width, threshold, chunk_size)
+    return None if box is None else _anchor_point(box, anchor)
 
 
 def _scale_chunk(frames: torch.Tensor, masks: torch.Tensor, grid: torch.Tensor, threshold: float):
