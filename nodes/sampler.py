@@ -54,8 +54,28 @@ class AA2Sampler:
         settings = core_call(NODE, SamplerSettings, steps=steps, cfg=cfg, seed=seed, scheduler=scheduler, schedule=schedule,
                              stitching=stitching or Stitching(), environment_mode=environment_mode, cfg_batch=batch_cfg)
         patchers = aa2_model["patchers"]
-        device = load_on_device(patchers["denoising"], patchers["pose"])
+        device = load_on_device(patchers["denoising"], patchers["pose"],
+                                memory_required=activation_bytes(settings, cond, aa2_model["dtype"]))
         sampler = Sampler(Models(patchers["denoising"].model, patchers["pose"].model), settings, device=device,
                           dtype=aa2_model["dtype"], on_step=step_callback(total_steps(settings, cond.num_frames), device))
         latents = core_call(NODE, sampler.sample, cond)
         return ({"samples": intermediate(latents / SD15_SCALE)},)
+
+
+def activation_bytes(settings, cond, dtype) -> float:
+    """Device memory one denoiser call needs besides the weights, so that ComfyUI leaves it free (and
+    streams weights instead) rather than loading every weight and running out during the clip.
+
+    ComfyUI's own SD1.5 estimate (``BaseModel.memory_required``: 0.01 MB per latent pixel and byte of
+    dtype, per frame of the batch) over one clip or window of frames, both CFG branches when batched,
+    plus the reference tokens and their keys/values, which stay on the device for the whole run.
+    """
+    import torch
+
+    frames = min(cond.num_frames, settings.stitching.clip_length)
+    batch = 2 if settings.cfg > 1 and settings.cfg_batch else 1
+    h, w = cond.reference.latents.shape[-2:]
+    size = torch.empty((), dtype=dtype).element_size()
+    unet = batch * frames * h * w * size * 0.01 * 2**20
+    tokens = 3 * size * sum(t.numel() for t in cond.reference.tokens.values())
+    return unet + tokens

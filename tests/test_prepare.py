@@ -79,7 +79,7 @@ def test_node_chain_gives_the_cli_latents(pack, models_dir, pixels, monkeypatch)
 
     for module in ("aa2_pack.nodes.conditioning", "aa2_pack.nodes.sampler"):
         mod = import_module(module)
-        monkeypatch.setattr(mod, "load_on_device", lambda *p: torch.device("cpu"), raising=False)
+        monkeypatch.setattr(mod, "load_on_device", lambda *p, **kw: torch.device("cpu"), raising=False)
         monkeypatch.setattr(mod, "intermediate", lambda t: t, raising=False)
     monkeypatch.setattr(import_module("aa2_pack.nodes.sampler"), "step_callback", lambda total, device: None)
     patchers = {k: SimpleNamespace(model=getattr(node_models, k)) for k in ("denoising", "reference", "pose", "image_encoder")}
