@@ -62,7 +62,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not args.models and not args.tiny:
         parser.error("give --models DIR or --tiny")
-    models_dir = args.models or tempfile.mkdtemp(prefix="aa2_tiny_models_")
+    if not args.models:  # tiny models in a folder removed again on the way out
+        with tempfile.TemporaryDirectory(prefix="aa2_tiny_models_") as scratch:
+            return _check(args, scratch)
+    return _check(args, args.models)
+
+
+def _check(args, models_dir: str) -> int:
     if args.tiny:
         write_tiny_models_dir(models_dir)
         print(f"wrote tiny models to {models_dir}")

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
 from .comfy_bridge import core_call, intermediate, load_on_device, vae_encode
+
+FALLBACK_MAX_RESOLUTION = 16384  # ComfyUI's value, for imports outside ComfyUI (unit tests, tools)
+
+
+def max_resolution() -> int:
+    """ComfyUI's size limit for width/height widgets (``nodes.MAX_RESOLUTION``).
+
+    ComfyUI's ``nodes`` module is loaded before any custom node, so it is looked up, not imported: an
+    import could find this pack's own ``nodes`` folder where the repository root is on sys.path (tests,
+    tools). Outside ComfyUI, ComfyUI's value is used.
+    """
+    return int(getattr(sys.modules.get("nodes"), "MAX_RESOLUTION", FALLBACK_MAX_RESOLUTION))
 
 
 class AA2ReferenceNet:
@@ -17,8 +31,8 @@ class AA2ReferenceNet:
                 "aa2_model": ("AA2_MODEL", {"tooltip": "from AA2 Model Loader"}),
                 "vae": ("VAE", {"tooltip": "SD1.5 VAE (sd-vae-ft-mse), e.g. from Load VAE"}),
                 "reference_image": ("IMAGE", {"tooltip": "the character to animate (RGB; composite any alpha first)"}),
-                "width": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8, "tooltip": "output width; must match the pose images"}),
-                "height": ("INT", {"default": 768, "min": 64, "max": 4096, "step": 8, "tooltip": "output height; must match the pose images"}),
+                "width": ("INT", {"default": 512, "min": 64, "max": max_resolution(), "step": 8, "tooltip": "output width; must match the pose images"}),
+                "height": ("INT", {"default": 768, "min": 64, "max": max_resolution(), "step": 8, "tooltip": "output height; must match the pose images"}),
             },
             "optional": {
                 "clip_vision": ("CLIP_VISION", {"tooltip": "ViT-L/14 image encoder (sd-image-variations image_encoder) from Load CLIP Vision; if not connected, the AA2 Model Loader's image_encoder is used"}),
@@ -84,7 +98,7 @@ class AA2PoseCondition:
         if depth is not None:
             if depth.shape[0] != pose_images.shape[0]:
                 raise ValueError(f"AA2 Pose Condition: depth has {depth.shape[0]} frames but pose_images has {pose_images.shape[0]}")
-            structured = structured_depth(depth, pose_images)
+            structured = core_call("AA2 Pose Condition", structured_depth, depth, pose_images)
         return ({"skeleton": pose_images, "depth": structured},)
 
 

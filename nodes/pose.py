@@ -8,6 +8,7 @@ import os
 import torch
 
 from .comfy_bridge import core_call
+from .conditioning import max_resolution
 from .folders import files_in, full_path
 
 CATEGORY = "AnimateAnyone2/pose"
@@ -54,10 +55,14 @@ class AA2LoadPoseKeypoints:
 
         from ..aa2_core.conditions.keypoints import parse_pose_keypoint
 
+        node = "AA2 Load Pose Keypoints"
         with open(os.path.join(folder_paths.get_input_directory(), file)) as f:
-            data = json.load(f)
+            try:
+                data = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{node}: {file} is not valid JSON ({e})") from None
         frames = data if isinstance(data, list) else [data]
-        core_call("AA2 Load Pose Keypoints", parse_pose_keypoint, frames)  # validates now, not deep in a later node
+        core_call(node, parse_pose_keypoint, frames)  # validates now, not deep in a later node
         return (frames,)
 
 
@@ -96,8 +101,8 @@ class AA2RenderPose:
         return {
             "required": {
                 "pose_keypoint": ("POSE_KEYPOINT", {"tooltip": "keypoints, one entry per frame"}),
-                "width": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8, "tooltip": "image width (the output video's)"}),
-                "height": ("INT", {"default": 768, "min": 64, "max": 4096, "step": 8, "tooltip": "image height (the output video's)"}),
+                "width": ("INT", {"default": 512, "min": 64, "max": max_resolution(), "step": 8, "tooltip": "image width (the output video's)"}),
+                "height": ("INT", {"default": 768, "min": 64, "max": max_resolution(), "step": 8, "tooltip": "image height (the output video's)"}),
                 "draw_hands": ("BOOLEAN", {"default": True, "tooltip": "draw hand keypoints"}),
                 "draw_face": ("BOOLEAN", {"default": True, "tooltip": "draw face keypoints"}),
             }
@@ -112,8 +117,9 @@ class AA2RenderPose:
         from ..aa2_core.conditions.keypoints import parse_pose_keypoint
         from ..aa2_core.conditions.skeleton import render_skeleton
 
-        poses = core_call("AA2 Render Pose", parse_pose_keypoint, pose_keypoint, height=height, width=width)
-        return (torch.from_numpy(render_skeleton(poses, height, width, draw_hands, draw_face, as_float=True)),)
+        node = "AA2 Render Pose"
+        poses = core_call(node, parse_pose_keypoint, pose_keypoint, height=height, width=width)
+        return (torch.from_numpy(core_call(node, render_skeleton, poses, height, width, draw_hands, draw_face, as_float=True)),)
 
 
 class AA2DWPoseExtract:

@@ -51,6 +51,9 @@ SOCKETS = {
     "AA2RenderPose": ([("pose_keypoint", "POSE_KEYPOINT")], [("IMAGE", "IMAGE")]),
 }
 
+# widgets that a link may drive instead (the frontend then saves them as inputs with a "widget" entry)
+WIDGET_INPUTS = {"CreateVideo": [("fps", "FLOAT")]}
+
 LOADER = ["denoising_unet.pth", "reference_unet.pth", "pose_guider.pth", "motion_module.pth", "full", "auto", "none", "image_encoder.safetensors"]
 SAMPLER = [0, "fixed", 25, 3.5, "ddim", "moore", True, 1, True]  # seed, control, steps, cfg, scheduler, schedule, environment_mode, feather, batch_cfg
 
@@ -78,14 +81,25 @@ def moore_animation(sampler_widgets, extra_nodes=(), extra_links=(), note=""):
         ("vae", 0, "sampler", "vae"), ("sampler", 0, "decode", "samples"), ("vae", 0, "decode", "vae"),
         ("decode", 0, "video", "images"), ("video", 0, "save", "video"),
     ]
-    return nodes + list(extra_nodes), links + list(extra_links)
+    return nodes + list(extra_nodes), links + list(extra_links) + timing_from("kps")
+
+
+def timing_from(components):
+    """The saved video takes its frame rate and sound from this GetVideoComponents (the driving video)."""
+    return [(components, 2, "video", "fps"), (components, 1, "video", "audio")]
+
+
+def retime(links, components):
+    """Move the saved video's frame rate and sound to another source."""
+    return [l for l in links if l not in timing_from("kps")] + (timing_from(components) if components else [])
 
 
 def workflow_moore():
     return moore_animation(
         SAMPLER[:6] + [False, 1, True],
         note="Animate Anyone (Moore weights), no environment: the character dances on its own background.\n"
-        "driving_kps.mp4 is a skeleton video (OpenPose colours), e.g. rendered with AA2 Render Pose.",
+        "driving_kps.mp4 is a skeleton video (OpenPose colours), e.g. rendered with AA2 Render Pose.\n"
+        "The saved mp4 (H.264) has its frame rate and its audio, if any.",
     )
 
 
@@ -133,12 +147,13 @@ def workflow_full_aa2():
         "Inputs: driving.mp4, its skeleton video driving_kps.mp4, and mask videos of the character and of the object\n"
         "(white = inside; from AA2 SAM2 Segment Video or any segmentation node).\n"
         "Environment mode keeps the scene outside the shape-agnostic mask with the public Moore weights;\n"
-        "trained AA2 modules (aa2_modules in the loader) add the environment/object/depth paths of the paper.",
+        "trained AA2 modules (aa2_modules in the loader) add the environment/object/depth paths of the paper.\n"
+        "The saved mp4 (H.264) has driving.mp4's frame rate and audio.",
     )
     # decoded frames go through the pixel-space composite before the video is made
     links = [l for l in links if l != ("decode", 0, "video", "images")]
     links += [("decode", 0, "composite", "images"), ("composite", 0, "video", "images")]
-    return nodes, links
+    return nodes, retime(links, "drv")  # the driving video's frame rate and sound
 
 
 def workflow_retarget():
@@ -154,10 +169,10 @@ def workflow_retarget():
         note="A non-human character (or any body shape): the driving skeleton is retargeted to the character's\n"
         "proportions before rendering, so limbs keep the character's lengths while following the motion.\n"
         "driving_pose.json / character_pose.json are POSE_KEYPOINT JSON files (e.g. saved from a DWPose node,\n"
-        "or edited by hand for a cartoon character) in ComfyUI/input.",
+        "or edited by hand for a cartoon character) in ComfyUI/input. Set the frame rate in Create Video.",
     )
     nodes = [n for n in nodes if n[0] not in ("kps_video", "kps")]
-    links = [l for l in links if "kps_video" not in l and l[0] != "kps"]
+    links = [l for l in retime(links, None) if "kps_video" not in l and l[0] != "kps"]  # no video: CreateVideo's own fps
     links.append(("render", 0, "pose", "pose_images"))
     return nodes, links
 
@@ -170,23 +185,31 @@ WORKFLOWS = {
 }
 
 
+def node_inputs(key, node_type, links):
+    """A node's input slots: its sockets, then the widgets a link drives (the frontend's order)."""
+    linked = {name for _, _, dst, name in links if dst == key}
+    ins = [{"name": n, "type": t} for n, t in SOCKETS[node_type][0]]
+    return ins + [{"name": n, "type": t, "widget": {"name": n}} for n, t in WIDGET_INPUTS.get(node_type, []) if n in linked]
+
+
 def to_ui(nodes, links):
     """Nodes/links in the frontend's saved-workflow format (version 0.4)."""
     ids = {key: i + 1 for i, (key, *_rest) in enumerate(nodes)}
     types = {key: node_type for key, node_type, *_ in nodes}
+    inputs = {key: node_inputs(key, node_type, links) for key, node_type, *_ in nodes}
     ui_links, inputs_link, outputs_links = [], {}, {}
     for n, (src, slot, dst, name) in enumerate(links, start=1):
-        dst_inputs = [i for i, _ in SOCKETS[types[dst]][0]]
+        dst_slot = [i["name"] for i in inputs[dst]].index(name)
         link_type = SOCKETS[types[src]][1][slot][1]
-        ui_links.append([n, ids[src], slot, ids[dst], dst_inputs.index(name), link_type])
+        ui_links.append([n, ids[src], slot, ids[dst], dst_slot, link_type])
         inputs_link[(dst, name)] = n
         outputs_links.setdefault((src, slot), []).append(n)
     ui_nodes = []
     for order, (key, node_type, widgets, pos, size) in enumerate(nodes):
-        ins, outs = SOCKETS[node_type]
+        outs = SOCKETS[node_type][1]
         ui_nodes.append({
             "id": ids[key], "type": node_type, "pos": list(pos), "size": list(size), "flags": {}, "order": order, "mode": 0,
-            "inputs": [{"name": n, "type": t, "link": inputs_link.get((key, n))} for n, t in ins],
+            "inputs": [{**i, "link": inputs_link.get((key, i["name"]))} for i in inputs[key]],
             "outputs": [{"name": n, "type": t, "links": outputs_links.get((key, s), []), "slot_index": s} for s, (n, t) in enumerate(outs)],
             "properties": {"Node name for S&R": node_type},
             "widgets_values": widgets,

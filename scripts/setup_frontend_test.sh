@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what tests/integration/test_frontend_load.py needs: Debian's Chromium (/usr/bin/chromium) and
+# Installs what tests/integration/test_frontend_load.py and test_video_playback.py need: Debian's Chromium
+# (/usr/bin/chromium, built with the H.264 decoder the playback test needs) and
 # playwright-core from the npm registry into tests/integration/frontend/node_modules (no browser
 # download: the test drives the Debian Chromium). Idempotent: does nothing when both are there.
 # Node.js (>= 20, for playwright-core) must already be installed.

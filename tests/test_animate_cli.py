@@ -31,7 +31,7 @@ def test_tiny_end_to_end_writes_the_pipelines_frames(tmp_path):
 
     def through_the_codec(settings):  # tiny random frames lose ~0.05 to mp4 itself: compare like with like
         decoded = images.vae_decode(models.vae, Sampler(Models(models.denoising, models.pose), settings).sample(cond))
-        write_video(str(tmp_path / "expected.mp4"), decoded)
+        write_video(str(tmp_path / "expected.mp4"), decoded, 8)  # x264 rate control depends on the frame rate
         return read_video(str(tmp_path / "expected.mp4"))[0]
 
     error = (frames - through_the_codec(settings_from(args))).abs().mean()
@@ -92,3 +92,40 @@ def test_keep_the_scene_with_video_and_mask(tmp_path):
     assert (frames[:, 20:44, 20:36] - scene_colour).abs().mean() > 0.05  # the character region is generated
     assert main(args[:5] + args[9:]) == 0  # without --video/--mask too
     assert main(args[:7] + args[9:]) == 1  # --video without --mask is refused
+
+
+def test_the_output_keeps_the_driving_videos_rate_and_audio(tmp_path):
+    """--video: H.264 at the driving video's frame rate (not the pose video's), with its sound."""
+    import cv2
+    import numpy as np
+    from fractions import Fraction
+
+    from aa2_core.check import write_tiny_models_dir
+    from test_video_io import TONE, clip_with_tone, dominant_frequency, probe
+
+    write_tiny_models_dir(str(tmp_path / "models"))
+    cv2.imwrite(str(tmp_path / "ref.png"), np.full((64, 64, 3), 90, np.uint8))
+    write_video(str(tmp_path / "kps.mp4"), torch.rand(4, 64, 64, 3), 8)
+    clip_with_tone(tmp_path / "drive.mp4", seconds=1.0, fps=12)
+    write_video(str(tmp_path / "mask.mp4"), torch.ones(4, 64, 64, 3) * (torch.arange(64) < 32)[None, None, :, None], 8)
+    out = tmp_path / "out.mp4"
+    assert main(["animate", "--ref", str(tmp_path / "ref.png"), "--poses", str(tmp_path / "kps.mp4"), "--video", str(tmp_path / "drive.mp4"),
+                 "--mask", str(tmp_path / "mask.mp4"), "--models", str(tmp_path / "models"), "--out", str(out), "--steps", "1",
+                 "--clip-length", "4", "--motion-frames", "1"]) == 0
+    info = probe(out)
+    assert info["codec"] == "h264" and info["pix_fmt"] == "yuv420p" and info["frames"] == 4
+    assert info["rate"] == Fraction(12)
+    assert info["audio_codec"] == "aac" and abs(len(info["samples"]) / 44100 - 4 / 12) < 0.05  # cut to the 4 frames
+    assert abs(dominant_frequency(info["samples"], 44100) - TONE) < 15
+
+
+@pytest.mark.parametrize("argv", [["animate", "--tiny", "--frames", "2", "--steps", "1"], ["check", "--tiny"]])
+def test_tiny_runs_leave_no_temporary_folder(tmp_path, monkeypatch, argv):
+    import tempfile
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where TemporaryDirectory/mkdtemp put folders
+    extra = ["--out", str(tmp_path / "o.mp4")] if argv[0] == "animate" else []
+    assert main(argv + extra) == 0
+    assert list(scratch.iterdir()) == []

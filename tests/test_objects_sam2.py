@@ -2,7 +2,6 @@
 plumbing (frame mapping, seeds, the carried prompt frame) through a stand-in predictor that segments
 by colour, so it runs without `sam2`. The real `sam2` model runs where the package imports."""
 
-from contextlib import contextmanager
 
 import pytest
 import torch
@@ -141,8 +140,7 @@ class ColourPredictor:
         std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
         return state["images"][idx].float() * std + mean
 
-    def init_state(self, video_path, offload_video_to_cpu, offload_state_to_cpu):
-        images, height, width = self.pending
+    def init_state(self, images, height, width):
         self.log.append(("init", len(images)))
         return {"images": images, "num_frames": len(images), "size": (height, width)}
 
@@ -175,13 +173,8 @@ def _moving_squares(num_frames=9):
 def colour_predictor(monkeypatch):
     predictor = ColourPredictor()
 
-    @contextmanager
-    def from_memory(images, height, width):
-        predictor.pending = (images, height, width)
-        yield
-
     monkeypatch.setattr(sam2_video, "_sam2", lambda: None)
-    monkeypatch.setattr(sam2_video, "_frames_from_memory", from_memory)
+    monkeypatch.setattr(sam2_video, "init_state_from_frames", lambda p, images, height, width: p.init_state(images, height, width))
     return predictor
 
 
@@ -221,7 +214,7 @@ def test_chunks_without_the_carried_prompt_frame(colour_predictor):
 # --- SAM2: the real model ---------------------------------------------------------------------------
 
 
-def test_real_sam2_pt_checkpoint_and_carried_prompt_frame(tmp_path):
+def test_real_sam2_pt_checkpoint_and_carried_prompt_frame(tmp_path, monkeypatch):
     try:
         import sam2.build_sam
     except (ImportError, RuntimeError) as e:  # missing, or a broken build
@@ -240,14 +233,14 @@ def test_real_sam2_pt_checkpoint_and_carried_prompt_frame(tmp_path):
 
     frames = torch.rand(7, 40, 48, 3)
     sizes = []
-    init_state = predictor.init_state
+    init_state = sam2_video.init_state_from_frames
 
     def spy(*args, **kwargs):
         state = init_state(*args, **kwargs)
         sizes.append((state["num_frames"], state["video_height"], state["video_width"]))
         return state
 
-    predictor.init_state = spy
+    monkeypatch.setattr(sam2_video, "init_state_from_frames", spy)
     masks = segment_video(predictor, frames, [{"frame": 3, "points": [[10, 12], [30, 30]], "labels": [1, 0]}], chunk_size=3)
     assert masks.shape == (1, 7, 40, 48) and set(masks.unique().tolist()) <= {0.0, 1.0}
     assert sizes == [(3, 40, 48), (3, 40, 48), (3, 40, 48), (3, 40, 48)]  # (3..5), (5..6)+prompt, (1..3), (0..1)+prompt

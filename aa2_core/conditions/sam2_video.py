@@ -3,8 +3,9 @@
 ``sam2`` needs a CUDA build (and torchvision) on a real install, so it is imported only when used;
 without it the error says what to install and that masks from any other node work too.
 
-SAM2's video predictor reads frames from a folder or file; here they come from memory: its frame
-loader is swapped, for the duration of ``init_state`` only, for one that hands over our tensor. Long
+SAM2's video predictor reads frames only from an mp4 or a JPEG folder; here they come from memory:
+``init_state_from_frames`` builds the same tracking state ``init_state`` does around our tensor (no
+module is patched; tests/test_sam2_video.py compares it with sam2's own state key for key). Long
 videos run in chunks, so memory stays bounded by the chunk size: each chunk after the first is
 seeded with the previous chunk's masks on the frame they share, and also gets the user's prompt
 frame (with its points / box) as one extra conditioning frame, so the objects as the user marked
@@ -15,9 +16,8 @@ from __future__ import annotations
 
 import os
 import re
-from contextlib import contextmanager
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -100,15 +100,18 @@ def _normalised(frames: torch.Tensor, size: int, device) -> torch.Tensor:
     return ((x - mean) / std).to(device, torch.float16)
 
 
-@contextmanager
-def _frames_from_memory(images: torch.Tensor, height: int, width: int):
-    def load_video_frames(**_):
-        return images, height, width
-
-    import sam2.sam2_video_predictor as vp
-
-    with mock.patch.object(vp, "load_video_frames", load_video_frames):
-        yield
+def init_state_from_frames(predictor, images: torch.Tensor, height: int, width: int) -> dict:
+    """What ``predictor.init_state(video_path, offload_video_to_cpu=True, offload_state_to_cpu=True)`` returns,
+    for frames already in memory: ``images`` ``[T, 3, S, S]`` normalised as SAM2 wants, ``height`` x ``width``
+    the video's own size (masks come back at it). sam2 1.x state layout; frame features are computed on use.
+    """
+    return {
+        "images": images, "num_frames": len(images), "offload_video_to_cpu": True, "offload_state_to_cpu": True,
+        "video_height": height, "video_width": width, "device": predictor.device, "storage_device": torch.device("cpu"),
+        "point_inputs_per_obj": {}, "mask_inputs_per_obj": {}, "cached_features": {}, "constants": {},
+        "obj_id_to_idx": OrderedDict(), "obj_idx_to_id": OrderedDict(), "obj_ids": [],
+        "output_dict_per_obj": {}, "temp_output_dict_per_obj": {}, "frames_tracked_per_obj": {},
+    }
 
 
 PROMPT_KEYS = ("frame", "points", "labels", "box")
@@ -247,8 +250,7 @@ def _track_chunk(predictor, frames, masks, s, e, prompts, seed, reverse, keep_pr
         pieces = [pieces[0], extra] if reverse else [extra, pieces[0]]
     images = _normalised(torch.cat(pieces) if carry else pieces[0], predictor.image_size, "cpu")
     offset = 1 if carry and not reverse else 0  # chunk-local index of frame s
-    with _frames_from_memory(images, h, w):
-        state = predictor.init_state(video_path="<memory>", offload_video_to_cpu=True, offload_state_to_cpu=True)
+    state = init_state_from_frames(predictor, images, h, w)
     anchor = offset + (e - 1 - s if reverse else 0)
     if seed is None:
         _add_prompts(predictor, state, prompts[0].frame - s, prompts)

@@ -4,7 +4,8 @@
     python -m aa2_core animate --ref char.png --poses kps.mp4 --video drive.mp4 --mask mask.mp4 ...  # keep the scene
     python -m aa2_core animate --tiny --out out.mp4     # tiny random models and inputs, to see it run
 
-Weights come from a ComfyUI-style models folder; missing files are each named with where they go.
+The output is an H.264 mp4 (browsers play it inline) at the driving video's frame rate (the pose video's
+without --video), with the driving video's audio where it has any. Weights come from a ComfyUI-style models folder; missing files are each named with where they go.
 """
 
 from __future__ import annotations
@@ -66,6 +67,11 @@ def tiny_inputs(frames: int = 8, size: int = 64):
     return ref, poses
 
 
+def sound_source(args) -> str | None:
+    """Where the output's audio comes from: the driving video, else the pose video (often rendered from it)."""
+    return None if args.tiny else args.video or args.poses
+
+
 def settings_from(args) -> SamplerSettings:
     stitching = Stitching(StitchMode(args.stitching), args.clip_length, args.motion_frames, args.context_overlap,
                           Fusion(args.fusion), ContextSchedule(args.context_schedule))
@@ -76,7 +82,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m aa2_core animate", description=__doc__.splitlines()[0])
     p.add_argument("--ref", help="reference character image")
     p.add_argument("--poses", help="pose (skeleton) video, e.g. Moore's *_kps.mp4")
-    p.add_argument("--video", help="driving video whose environment is kept (needs --mask)")
+    p.add_argument("--video", help="driving video whose environment, frame rate and audio are kept (needs --mask)")
     p.add_argument("--mask", help="video of the driving character's mask (white = character)")
     p.add_argument("--models", help="ComfyUI-style models folder")
     p.add_argument("--aa2-modules", help="trained aa2-modules .safetensors (from python -m aa2_core train)")
@@ -128,7 +134,9 @@ def main(argv=None) -> int:
             else:
                 models_dir, ref = args.models, read_image(args.ref)
                 poses, fps = read_video(args.poses, args.frames)
-                driving = read_video(args.video, args.frames)[0] if args.video else None
+                driving = None
+                if args.video:  # the output keeps the driving video's timing
+                    driving, fps = read_video(args.video, args.frames)
                 mask = read_video(args.mask, args.frames)[0] if args.mask else None
             settings = settings_from(args)
             t0 = time.perf_counter()
@@ -145,7 +153,7 @@ def main(argv=None) -> int:
             frames = images.vae_decode(models.vae, sampler.sample(cond))
             if scene is not None:  # the driving video's own pixels outside the mask
                 frames = composite_environment(frames, *scene)
-            write_video(args.out, frames, fps)
+            write_video(args.out, frames, fps, audio_from=sound_source(args))
             print(f"\nwrote {frames.shape[0]} frames {frames.shape[2]}x{frames.shape[1]} to {args.out} in {time.perf_counter() - t0:.1f} s")
             return 0
         except AA2Error as e:

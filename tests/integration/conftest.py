@@ -1,12 +1,32 @@
 """Integration tests against the real ComfyUI: set COMFYUI_PATH to a ComfyUI checkout and run them with a
-Python that has ComfyUI's requirements (see README). Without it they skip, saying why."""
+Python that has ComfyUI's requirements (see README). Without it they skip, saying why.
 
+One ComfyUI server per test session (``server``) serves every module: the workflow runs, the frontend
+load test and the playback test. It runs on 127.0.0.1 with the pack in custom_nodes (through an
+extra-model-paths file, so the ComfyUI tree is untouched), tiny models in the real file formats, and
+generated input media (``write_media``).
+"""
+
+import json
 import os
+import socket
+import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 
 import pytest
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FRAMES = 10
+SIZE = 64
+KPS_FPS = 10  # the skeleton video's frame rate ...
+DRIVING_FPS = 12  # ... and the driving video's, different so that the saved video shows which one it took
+TONE = 440.0  # Hz, the driving video's sound
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+STARTUP_S = 300  # a busy CI machine (2 cores) starts ComfyUI in 1-2 minutes
 
 
 def comfyui_path():
@@ -40,3 +60,206 @@ def comfy(tmp_path_factory):
     for name in ("animate_anyone2", "clip_vision", "vae"):
         folder_paths.add_model_folder_path(name, str(models / name), is_default=True)
     return nodes, models
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url):
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def post_json(url, body):
+    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def tone(path, seconds):
+    """An audio-only AAC file with a sine tone, the driving video's sound."""
+    import av
+    import numpy as np
+
+    rate = 44100
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("aac", rate=rate, layout="mono")
+        wave = np.sin(2 * np.pi * TONE * np.arange(int(seconds * rate)) / rate).astype(np.float32)
+        for start in range(0, len(wave), 1024):
+            frame = av.AudioFrame.from_ndarray(wave[None, start : start + 1024], format="fltp", layout="mono")
+            frame.sample_rate = rate
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+
+
+def write_media(folder):
+    """The input files the example workflows name, small and synthetic; driving.mp4 has a sound track."""
+    sys.path.insert(0, ROOT)
+    from aa2_core.video_io import write_video
+    import cv2
+    import numpy as np
+
+    g = torch.Generator().manual_seed(0)
+    cv2.imwrite(os.path.join(folder, "character.png"), (torch.rand(80, 72, 3, generator=g).numpy() * 255).astype(np.uint8))
+    write_video(os.path.join(folder, "driving_kps.mp4"), torch.rand(FRAMES, SIZE, SIZE, 3, generator=g), KPS_FPS)
+    tone(os.path.join(folder, "tone.m4a"), 2 * FRAMES / DRIVING_FPS)  # longer than the video: the output cuts it
+    write_video(os.path.join(folder, "driving.mp4"), torch.rand(FRAMES, SIZE, SIZE, 3, generator=g), DRIVING_FPS,
+                audio_from=os.path.join(folder, "tone.m4a"))
+    mask = torch.zeros(FRAMES, SIZE, SIZE, 3)
+    mask[:, 16:48, 20:44] = 1
+    write_video(os.path.join(folder, "character_mask.mp4"), mask, DRIVING_FPS)
+    obj = torch.zeros(FRAMES, SIZE, SIZE, 3)
+    obj[:, 40:56, 30:40] = 1
+    write_video(os.path.join(folder, "object_mask.mp4"), obj, DRIVING_FPS)
+    for name, shift in (("driving_pose.json", 0.0), ("character_pose.json", 3.0)):
+        frames = []
+        for t in range(FRAMES if name.startswith("driving") else 1):
+            body = []
+            for j in range(18):
+                body += [20 + 2 * (j % 6) + t * 0.5 + shift, 10 + 2.5 * j, 1.0]
+            frames.append({"people": [{"pose_keypoints_2d": body}], "canvas_height": SIZE, "canvas_width": SIZE})
+        with open(os.path.join(folder, name), "w") as f:
+            json.dump(frames, f)
+
+
+def full_size_sd_vae(path):
+    """ComfyUI fixes the SD VAE's layout, so the test VAE is full size with random weights (fp16)."""
+    from diffusers import AutoencoderKL
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2, latent_channels=4)
+    save_file({k: v.half().contiguous() for k, v in vae.state_dict().items()}, path)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """(url, /object_info, output folder) of a ComfyUI server with our pack, for the whole session."""
+    comfyui = comfyui_path()
+    sys.path.insert(0, ROOT)
+    from aa2_core.check import write_tiny_models_dir
+
+    base = tmp_path_factory.mktemp("comfy")
+    models, media, run, nodes_dir = (base / n for n in ("models", "input", "run", "custom_nodes"))
+    for d in (media, run / "user", nodes_dir):
+        d.mkdir(parents=True)
+    write_tiny_models_dir(str(models))
+    os.remove(models / "vae" / "sd-vae-ft-mse.safetensors")
+    full_size_sd_vae(str(models / "vae" / "sd-vae-ft-mse.safetensors"))
+    write_media(str(media))
+    os.symlink(ROOT, nodes_dir / "aa2_pack_under_test")  # any folder name must work
+    (base / "paths.yaml").write_text(
+        "aa2_test:\n"
+        f"  custom_nodes: {nodes_dir}\n"
+        f"  animate_anyone2: {models / 'animate_anyone2'}\n"
+        f"  vae: {models / 'vae'}\n"
+        f"  clip_vision: {models / 'clip_vision'}\n"
+    )
+    port = _free_port()
+    log = open(run / "server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
+         "--extra-model-paths-config", str(base / "paths.yaml"), "--input-directory", str(media),
+         "--output-directory", str(run), "--temp-directory", str(run), "--user-directory", str(run),
+         "--database-url", f"sqlite:///{run}/comfyui.db"],
+        cwd=comfyui, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(STARTUP_S):
+            try:
+                info = get_json(url + "/object_info")
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.fail("ComfyUI exited:\n" + (run / "server.log").read_text()[-3000:])
+                time.sleep(1)
+        else:
+            pytest.fail(f"ComfyUI did not answer within {STARTUP_S} s:\n" + (run / "server.log").read_text()[-3000:])
+        yield url, info, run
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def to_api(workflow, info):
+    """UI workflow -> API prompt, as the frontend's graphToPrompt does (Note nodes are UI-only)."""
+    links = {l[0]: l for l in workflow["links"]}
+    prompt = {}
+    for node in workflow["nodes"]:
+        if node["type"] == "Note" or node.get("mode", 0) != 0:
+            continue
+        spec = info[node["type"]]
+        linked = {i["name"]: links[i["link"]] for i in node.get("inputs", []) if i.get("link") is not None}
+        values = list(node.get("widgets_values", []))
+        inputs = {}
+        for section in ("required", "optional"):
+            for name in spec.get("input_order", {}).get(section, list(spec["input"].get(section, {}))):
+                kind, *opts = spec["input"][section][name]
+                opts = opts[0] if opts else {}
+                is_widget = isinstance(kind, list) or kind in WIDGET_TYPES
+                if is_widget:
+                    assert values, f"{node['type']}: no widget value left for {name}"
+                    value = values.pop(0)
+                    if opts.get("control_after_generate"):
+                        values.pop(0)
+                    if any(k.endswith("_upload") and v for k, v in opts.items()):
+                        values.pop(0)
+                    if name not in linked:
+                        inputs[name] = value
+                if name in linked:  # a link wins over the widget value, as in the frontend
+                    inputs[name] = [str(linked[name][1]), linked[name][2]]
+        assert not values, f"{node['type']}: {len(values)} widget values left over: {values}"
+        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
+    return prompt
+
+
+def shrink(prompt):
+    """CPU-sized run: small frames, 2 steps, short clips; everything else as the workflow has it."""
+    for node in prompt.values():
+        inputs = node["inputs"]
+        if node["class_type"] in ("AA2ReferenceNet", "AA2RenderPose"):
+            inputs["width"] = inputs["height"] = SIZE
+        if node["class_type"] == "AA2Sampler":
+            inputs["steps"] = 2
+        if node["class_type"] == "AA2StitchingOptions":
+            inputs["clip_length"], inputs["motion_frames"] = 4, 1
+        if node["class_type"] == "AA2ModelLoader":
+            inputs["dtype"] = "fp32"
+    return prompt
+
+
+def run_workflow(server, name):
+    """Queue ``workflows/<name>`` over HTTP, wait for it; (history entry, path of its first saved video)."""
+    url, info, run = server
+    with open(os.path.join(ROOT, "workflows", name)) as f:
+        workflow = json.load(f)
+    status, body = post_json(url + "/prompt", {"prompt": shrink(to_api(workflow, info)), "client_id": "aa2-test"})
+    assert status == 200, body
+    prompt_id = body["prompt_id"]
+    for _ in range(600):
+        history = get_json(f"{url}/history/{prompt_id}")
+        if prompt_id in history:
+            break
+        time.sleep(1)
+    else:
+        pytest.fail(f"{name} did not finish in 600 s")
+    result = history[prompt_id]
+    assert result["status"]["status_str"] == "success", json.dumps(result["status"])[-3000:]
+    videos = [v for out in result["outputs"].values() for v in out.get("images", []) + out.get("videos", [])]
+    assert videos, result["outputs"]
+    return result, videos[0], os.path.join(run, videos[0]["subfolder"], videos[0]["filename"])
+
+
+@pytest.fixture(scope="session")
+def workflow_videos():
+    """Saved videos of the workflows run so far in this session, {workflow file: (ui entry, path)}."""
+    return {}

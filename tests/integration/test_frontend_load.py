@@ -18,7 +18,6 @@ import subprocess
 import pytest
 
 from conftest import ROOT, comfyui_path
-from test_workflows_server import server  # noqa: F401  (the running ComfyUI with our pack)
 
 comfyui_path()
 FRONTEND = os.path.join(ROOT, "tests", "integration", "frontend")

@@ -1,0 +1,71 @@
+// Plays one video file from the test server in headless Chromium and prints one JSON line:
+//   {can_play: {mp4_h264, webm_vp9}, duration, width, height, ready_state, error, time, screenshot}
+// The page holds only a <video> element (no frontend), paused on the time asked for, drawn 4x larger
+// (nearest neighbour) so the screenshot holds the frame's own pixels. Requests to anything but the
+// server are aborted (closed network).
+// Usage: node play_video.mjs VIDEO_URL SECONDS OUT.png
+import { chromium } from "playwright-core";
+
+const [url, seconds, out] = process.argv.slice(2);
+if (!url || !seconds || !out) {
+  console.error("usage: node play_video.mjs VIDEO_URL SECONDS OUT.png");
+  process.exit(2);
+}
+const origin = new URL(url).origin;
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 800, height: 600 } });
+  const blank = `${origin}/aa2-playback-test-page`;  // an empty page of the video's origin, served here
+  await page.route("**/*", (route) => {
+    const requested = route.request().url();
+    if (requested === blank) return route.fulfill({ contentType: "text/html", body: "<!doctype html><body></body>" });
+    return new URL(requested).origin === origin ? route.continue() : route.abort();
+  });
+  await page.goto(blank, { waitUntil: "load" });
+  const state = await page.evaluate(async ([src, t]) => {
+    document.body.innerHTML = "";
+    document.body.style.cssText = "margin:0;background:#000";
+    const video = document.createElement("video");
+    video.muted = true;
+    video.preload = "auto";
+    video.style.cssText = "display:block;image-rendering:pixelated";
+    const probe = {
+      mp4_h264: video.canPlayType('video/mp4; codecs="avc1.640028"'),
+      webm_vp9: video.canPlayType('video/webm; codecs="vp9"'),
+    };
+    const settle = (events) => new Promise((resolve) => {
+      const done = (e) => resolve(e.type);
+      for (const e of events) video.addEventListener(e, done, { once: true });
+      setTimeout(() => resolve("timeout"), 20000);
+    });
+    const loaded = settle(["loadeddata", "error"]);
+    video.src = src;
+    document.body.appendChild(video);
+    const first = await loaded;
+    let seeked = null;
+    if (first === "loadeddata") {
+      await video.play().catch(() => {});  // decoding really runs, then stop on the asked frame
+      video.pause();
+      const s = settle(["seeked", "error"]);
+      video.currentTime = t;
+      seeked = await s;
+      video.style.width = `${video.videoWidth * 4}px`;
+      video.style.height = `${video.videoHeight * 4}px`;
+      await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+    }
+    return {
+      can_play: probe, first_event: first, seeked, duration: Number.isFinite(video.duration) ? video.duration : String(video.duration),
+      width: video.videoWidth, height: video.videoHeight, ready_state: video.readyState, time: video.currentTime,
+      error: video.error ? `${video.error.code}: ${video.error.message}` : null,
+    };
+  }, [url, Number(seconds)]);
+  if (state.width) await page.locator("video").screenshot({ path: out });
+  console.log(JSON.stringify({ ...state, screenshot: state.width ? out : null }));
+} finally {
+  await browser.close();
+}
