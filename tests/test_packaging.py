@@ -8,7 +8,7 @@ import tomllib
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOST = {"torch", "comfy", "folder_paths", "latent_preview", "nodes"}  # given by ComfyUI (nodes: ComfyUI's module)
 # imported lazily, with a clear message (module -> extra)
-OPTIONAL = {"sam2": "sam2", "mamba_ssm": "mamba", "onnxruntime": "dwpose",
+OPTIONAL = {"sam2": "sam2", "mamba_ssm": "mamba", "causal_conv1d": "mamba", "onnxruntime": "dwpose",
             "accelerate": "train", "tensorboard": "train", "bitsandbytes": "train"}
 DISTRIBUTION = {"cv2": "opencv-python-headless", "PIL": "pillow"}
 
@@ -39,7 +39,7 @@ def test_requirements_match_the_imports():
     assert {m for m in OPTIONAL if m in third_party} <= set(OPTIONAL)
     expected = {}
     for module, extra in OPTIONAL.items():
-        expected.setdefault(extra, set()).add({"mamba_ssm": "mamba-ssm"}.get(module, module))
+        expected.setdefault(extra, set()).add(module.replace("_", "-"))
     assert {k: set(v) for k, v in extras.items()} == expected
 
 
