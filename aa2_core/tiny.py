@@ -11,6 +11,8 @@ from diffusers import UNet2DConditionModel
 from torch import nn
 
 from .models import MotionConfig, MotionModuleSet, PoseGuider
+from .models.implicit_pose_indicator import IPIConfig
+from .models.mamba_temporal import MambaConfig
 
 TINY_UNET_CONFIG = dict(
     sample_size=8,
@@ -25,6 +27,9 @@ TINY_UNET_CONFIG = dict(
     norm_num_groups=32,
 )
 TINY_MOTION_CONFIG = MotionConfig(block_out_channels=(32, 64, 64, 64))
+# Animate-X modules at the tiny width (the CLIP projection = cross-attention width, 32)
+TINY_IPI_CONFIG = IPIConfig(feature_dim=32, dim=32, heads=4, layers=2, pose_layers=1)
+TINY_MAMBA_CONFIG = MambaConfig(slots=("mid", "up_1_0"), d_state=8)
 TINY_CLIP_CONFIG = dict(
     hidden_size=32, intermediate_size=64, projection_dim=TINY_UNET_CONFIG["cross_attention_dim"],
     num_hidden_layers=2, num_attention_heads=1, patch_size=14, image_size=224,

@@ -1,5 +1,6 @@
 """Thin ComfyUI node classes over ``aa2_core``."""
 
+from .animate_x import AA2ImplicitPoseIndicator
 from .conditioning import AA2ColorMatchClips, AA2PoseCondition, AA2ReferenceNet, AA2StitchingOptions
 from .environment import AA2CompositeEnvironment, AA2EnvironmentMask, AA2ObjectGuider
 from .loaders import AA2ModelLoader
@@ -23,6 +24,7 @@ NODE_CLASS_MAPPINGS = {
     "AA2ColorMatchClips": AA2ColorMatchClips,
     "AA2SAM2Loader": AA2SAM2Loader,
     "AA2SAM2SegmentVideo": AA2SAM2SegmentVideo,
+    "AA2ImplicitPoseIndicator": AA2ImplicitPoseIndicator,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -41,4 +43,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "AA2ColorMatchClips": "AA2 Color Match Clips",
     "AA2SAM2Loader": "AA2 SAM2 Loader",
     "AA2SAM2SegmentVideo": "AA2 SAM2 Segment Video",
+    "AA2ImplicitPoseIndicator": "AA2 Implicit Pose Indicator (Animate-X)",
 }

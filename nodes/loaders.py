@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .comfy_bridge import core_call
+from .comfy_bridge import core_call, model_patcher
 from .folders import AA2_FOLDER, MOTION_FOLDERS, files_in, full_path
 
 DTYPES = ("auto", "fp16", "bf16", "fp32")
@@ -38,7 +38,6 @@ class AA2ModelLoader:
 
     def load(self, denoising_unet, reference_unet, pose_guider, motion_module, fusion_blocks, dtype, aa2_modules="none", image_encoder="none"):
         import comfy.model_management as mm
-        import comfy.model_patcher
 
         from ..aa2_core.checkpoints.assembly import assemble
 
@@ -58,11 +57,13 @@ class AA2ModelLoader:
         nets = {"denoising": models.denoising, "reference": models.reference, "pose": models.pose}
         if models.image_encoder is not None:
             nets["image_encoder"] = models.image_encoder
-        patchers = {
-            name: comfy.model_patcher.ModelPatcher(model.to(torch_dtype), load_device=device, offload_device=offload)
-            for name, model in nets.items()
-        }
-        return ({"patchers": patchers, "dtype": torch_dtype, "fusion_blocks": fusion_blocks, "aa2_modules": models.aa2_modules},)
+        # streamable layers: ComfyUI may load them partially (--lowvram, --novram, short VRAM)
+        patchers = {name: model_patcher(model.to(torch_dtype), device, offload) for name, model in nets.items()}
+        from ..aa2_core.checkpoints.assembly import describe_modules, held_modules
+
+        print(f"[{node}] {describe_modules(models)}")  # which AA2 / Animate-X modules the file holds
+        return ({"patchers": patchers, "dtype": torch_dtype, "fusion_blocks": fusion_blocks, "aa2_modules": models.aa2_modules,
+                 "modules": held_modules(models)},)
 
 
 def compute_dtype(choice: str, device):

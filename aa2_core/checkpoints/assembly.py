@@ -11,8 +11,20 @@ from dataclasses import dataclass, field
 from ..errors import AA2Error, CheckpointError
 from ..model_files import locate_models
 from ..models import DenoisingNet, PoseModulation, ReferenceNet
+from ..models.denoising_net import AA2_DENOISING_MODULES, ANIMATE_X_MODULES
+from ..models.implicit_pose_indicator import IPIConfig
+from ..models.mamba_temporal import MambaConfig
 from . import loaders
 from .aa2_file import apply_aa2_parts, load_aa2_file
+
+# Module groups the trainer selects (--modules aa2,ipi,mamba) -> {model: parameter-name prefixes}
+MODULE_GROUPS = {
+    "aa2": {"denoising": AA2_DENOISING_MODULES, "pose": ("depth_trunk.", "depth_attention.", "temporal.")},
+    "ipi": {"denoising": ANIMATE_X_MODULES["ipi"]},
+    "mamba": {"denoising": ANIMATE_X_MODULES["mamba"]},
+}
+MODULE_NAMES = {"aa2": "Animate Anyone 2 modules", "ipi": "Implicit Pose Indicator", "mamba": "Mamba temporal layers",
+                "whole": "whole networks"}
 
 FUSION_BLOCKS = ("full", "midup")
 
@@ -56,6 +68,16 @@ def apply_aa2_file(models: ModelSet, path: str) -> dict:
             f"AA2 module file ({path}) was trained with fusion_blocks={trained_for!r}, but the models were loaded "
             f"with {models.denoising.fusion_blocks!r}; choose {trained_for!r}"
         )
+    net = models.denoising
+    for group, config_type, add in (("ipi", IPIConfig, net.add_ipi), ("mamba", MambaConfig, net.add_mamba)):
+        if group in metadata:
+            config = config_type.from_dict(metadata[group])
+            if getattr(net, group) is None or getattr(net, group).config != config:
+                add(config)
+        elif group in metadata["module_groups"]:
+            raise CheckpointError(f"AA2 module file ({path}) holds {MODULE_NAMES[group]} weights but no {group!r} "
+                                  "config in its metadata; it was not written by this pack's trainer")
+    net.aa2_file = path
     targets = {"denoising": models.denoising, "pose": models.pose, "reference": models.reference}
     if "motion" in parts:
         if models.denoising.motion is None:
@@ -64,6 +86,47 @@ def apply_aa2_file(models: ModelSet, path: str) -> dict:
     for name, tensors in parts.items():
         apply_aa2_parts(targets[name], tensors, f"AA2 module file ({path}), part {name!r}")
     return metadata
+
+
+def build_modules(models: ModelSet, groups, ipi: IPIConfig | None = None, mamba: MambaConfig | None = None) -> None:
+    """Build the Animate-X modules of ``groups`` that the models lack (untrained: exact no-ops), for training
+    from scratch. Default IPI widths follow the UNet's cross-attention width (the CLIP embedding's)."""
+    net = models.denoising
+    width = net.unet.config.cross_attention_dim
+    if "ipi" in groups and net.ipi is None:
+        net.add_ipi(ipi or IPIConfig(feature_dim=width, dim=width))
+    if "mamba" in groups and net.mamba is None:
+        net.add_mamba(mamba or MambaConfig())
+
+
+def module_parameters(models: ModelSet, groups) -> list[tuple[str, object]]:
+    """``(qualified name, parameter)`` of the module groups (see ``MODULE_GROUPS``) that train; names read
+    ``denoising.ipi.…`` as in the aa2-modules file. Raises if a group is unknown or not built."""
+    unknown = [g for g in groups if g not in MODULE_GROUPS]
+    if unknown:
+        raise AA2Error(f"unknown module group(s) {unknown}; choose from {', '.join(MODULE_GROUPS)}")
+    for group in groups:
+        if group in ANIMATE_X_MODULES:
+            models.denoising.require(group)
+    nets = {"denoising": models.denoising, "pose": models.pose}
+    return [(f"{model}.{name}", p) for group in groups for model, prefixes in MODULE_GROUPS[group].items()
+            for name, p in nets[model].named_parameters() if name.startswith(prefixes)]
+
+
+def held_modules(models: ModelSet) -> list[str]:
+    """Module groups the applied aa2-modules file holds ([] without a file), for the loader to report."""
+    return list(models.aa2_modules.get("module_groups", []))
+
+
+def describe_modules(models: ModelSet) -> str:
+    held = held_modules(models)
+    if not models.aa2_modules:
+        return "no aa2-modules file: the AA2 modules are untrained no-ops"
+    arch = models.denoising.architecture()
+    detail = {"ipi": lambda c: f"{c['layers']} layers, {c['num_tokens']} tokens/frame",
+              "mamba": lambda c: f"{'replacing' if c['replace'] else 'after'} temporal attention in {len(models.denoising.mamba.slots)} slots"}
+    names = [MODULE_NAMES.get(g, g) + (f" ({detail[g](arch[g])})" if g in arch else "") for g in held]
+    return "aa2-modules file holds: " + (", ".join(names) or "nothing")
 
 
 def assemble_from_folder(models_dir: str, aa2_modules: str | None = None, fusion_blocks: str = "full") -> ModelSet:

@@ -54,6 +54,9 @@ class Conditions:
     environment_latents: torch.Tensor | None = None  # (F, 4, h, w) scaled latents of the environment frames
     environment_mask: torch.Tensor | None = None  # (F, h, w) 1 where the character is generated, soft edge
     object_latents: torch.Tensor | None = None  # (F, 4, h, w) scaled latents of the object frames
+    # Animate-X Implicit Pose Indicator inputs, both or neither (None: IPI off)
+    driving_keypoints: torch.Tensor | None = None  # (F, 18, 3) x/W, y/H, confidence; missing joints 0
+    driving_features: torch.Tensor | None = None  # (F, tokens, dim) CLIP image embeddings of the driving frames
 
     @property
     def num_frames(self) -> int:
@@ -82,12 +85,14 @@ def encode_reference(image: torch.Tensor, size: tuple[int, int], encode: Encode,
 
 
 def prepare_conditions(reference: Reference, skeleton: torch.Tensor, encode: Encode, depth=None, environment=None,
-                       environment_mask=None, objects=None, feather: int = DEFAULT_FEATHER) -> Conditions:
+                       environment_mask=None, objects=None, feather: int = DEFAULT_FEATHER, keypoints=None,
+                       driving_features=None) -> Conditions:
     """Pose frames and the optional driving-video inputs -> ``Conditions`` at the reference's size.
 
     ``skeleton`` IMAGE ``[F, H, W, 3]`` sets the frame count. ``depth`` ``[F, H, W]`` (or an IMAGE) is
     structured depth. ``environment`` IMAGE and ``environment_mask`` MASK (the formulated mask, 1 where the
-    character goes) come together. ``objects`` IMAGE are the object frames.
+    character goes) come together. ``objects`` IMAGE are the object frames. ``keypoints`` (``Pose`` list or
+    ``keypoint_tensor``) and ``driving_features`` (``driving_clip_features``) turn on the Implicit Pose Indicator.
     """
     height, width = reference.size
     skeleton = images.resize(images.check_rgb(skeleton, "pose images"), height, width)
@@ -104,7 +109,35 @@ def prepare_conditions(reference: Reference, skeleton: torch.Tensor, encode: Enc
     if objects is not None:
         frames_in = images.check_rgb(_frames_checked(objects, frames, "objects"), "objects")
         cond.object_latents = encode(images.resize(frames_in, height, width)).float()
+    if (keypoints is None) != (driving_features is None):
+        raise AA2Error("the Implicit Pose Indicator needs both the driving keypoints and the driving frames' CLIP "
+                       "features: give both or neither")
+    if keypoints is not None:
+        keypoints = keypoints if isinstance(keypoints, torch.Tensor) else keypoint_tensor(keypoints)
+        cond.driving_keypoints = _frames_checked(keypoints, frames, "driving keypoints").float()
+        cond.driving_features = _frames_checked(driving_features, frames, "driving CLIP features").float()
     return cond
+
+
+def keypoint_tensor(poses) -> torch.Tensor:
+    """``Pose`` per frame -> ``(F, 18, 3)``: body joints as x / width, y / height, confidence (0 if missing)."""
+    import numpy as np
+
+    rows = []
+    for pose in poses:
+        body = np.asarray(pose.body, dtype=np.float64)
+        scale = np.array([1.0 / max(pose.width, 1), 1.0 / max(pose.height, 1), 1.0])
+        rows.append(np.where(body[:, 2:3] > 0, body * scale, 0.0))
+    if not rows:
+        raise AA2Error("no driving keypoints: give one pose per frame")
+    return torch.from_numpy(np.stack(rows)).float()
+
+
+def driving_clip_features(frames: torch.Tensor, embed: Embed) -> torch.Tensor:
+    """Driving video IMAGE ``[F, H, W, 3]`` -> ``(F, tokens, dim)``, each frame through the same ``embed`` as the
+    reference (so ComfyUI's CLIP_VISION and the pack's image encoder take one path)."""
+    frames = images.check_rgb(frames, "driving video")
+    return torch.cat([embed(frames[i : i + 1]).float().cpu() for i in range(frames.shape[0])])
 
 
 def environment_frames(driving: torch.Tensor, character_mask: torch.Tensor, size: tuple[int, int] | None = None,
@@ -181,3 +214,9 @@ def validate_conditions(cond: Conditions) -> None:
             raise AA2Error(f"{name} has per-frame shape {tuple(tensor.shape[1:])}, expected {shape}")
     if (cond.environment_latents is None) != (cond.environment_mask is None):
         raise AA2Error("environment latents and environment mask come together: give both or neither")
+    if (cond.driving_keypoints is None) != (cond.driving_features is None):
+        raise AA2Error("driving keypoints and driving CLIP features come together (the IPI): give both or neither")
+    for name in ("driving_keypoints", "driving_features"):
+        tensor = getattr(cond, name)
+        if tensor is not None and (tensor.ndim != 3 or tensor.shape[0] != f):
+            raise AA2Error(f"{name} must be (frames, n, dim) with {f} frames, got shape {tuple(tensor.shape)}")

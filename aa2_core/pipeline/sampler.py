@@ -100,6 +100,8 @@ class Sampler:
         ``noise`` ``(1, 4, F, h, w)`` defaults to ``initial_noise(conditions, seed)``.
         """
         validate_conditions(conditions)
+        if conditions.driving_keypoints is not None:
+            self.models.denoising.require("ipi")  # before any step runs, naming the aa2-modules file
         s, f = self.settings, conditions.num_frames
         self.models.denoising.check_clip_length(min(f, s.stitching.clip_length))  # clips and windows alike
         noise = initial_noise(conditions, s.seed) if noise is None else noise.float().cpu()
@@ -209,8 +211,9 @@ class Sampler:
 
 
 def network_inputs(models: Models, cond: Conditions, frames: torch.Tensor, device, dtype) -> dict:
-    """The DenoisingNet's per-clip keyword inputs for ``frames`` (indices): pose features, object features
-    and the AA2 environment input (an exact no-op until trained). The sampler and the trainer both use it."""
+    """The DenoisingNet's per-clip keyword inputs for ``frames`` (indices): pose features, object features,
+    the AA2 environment input and the IPI motion tokens (exact no-ops until trained). The sampler and the
+    trainer both use it."""
     skeleton = rearrange(cond.skeleton[frames].to(device, dtype), "f h w c -> f c h w")
     depth = None if cond.depth is None else cond.depth[frames, None].to(device, dtype)
     network = dict(pose_features=models.pose(skeleton, depth, num_frames=len(frames)))
@@ -219,6 +222,9 @@ def network_inputs(models: Models, cond: Conditions, frames: torch.Tensor, devic
     env = environment_video(cond, frames, device)
     if env is not None:
         network["environment"] = torch.cat(env, dim=1).to(dtype)
+    if cond.driving_keypoints is not None:  # IPI on: motion tokens of this clip's frames
+        network["motion_tokens"] = models.denoising.encode_motion(
+            cond.driving_keypoints[frames].to(device, dtype), cond.driving_features[frames].to(device, dtype), len(frames))
     return network
 
 
