@@ -50,7 +50,7 @@ class AA2Sampler:
 
         cond = core_call(NODE, prepare_conditions, reference, pose["skeleton"], lambda x: vae_encode(vae, x),
                          depth=pose["depth"], environment=environment, environment_mask=environment_mask, objects=objects,
-                         feather=feather)
+                         feather=feather, keypoints=pose.get("keypoints"), driving_features=pose.get("driving_features"))
         settings = core_call(NODE, SamplerSettings, steps=steps, cfg=cfg, seed=seed, scheduler=scheduler, schedule=schedule,
                              stitching=stitching or Stitching(), environment_mode=environment_mode, cfg_batch=batch_cfg)
         patchers = aa2_model["patchers"]
