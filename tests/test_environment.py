@@ -275,3 +275,91 @@ def test_augmentation_errors_name_the_input():
         scale_about_anchor(video, torch.zeros(16, 8, 8), [], 1.5, anchor="feet")
     with pytest.raises(AA2Error, match="scale must be positive"):
         scale_about_anchor(video, torch.zeros(16, 8, 8), [], 0.0)
+
+
+# --- fast paths: the same values as the plain whole-frame computations -------------------------------------
+
+
+def _formulated_whole_frame(mask, kh, kw, draw_h, draw_w, threshold=0.5):
+    """Equation (2) on the whole frames, as before the union-box crop: the reference for the fast path."""
+    from aa2_core.conditions.environment import _block_counts, _block_index, _block_max, binarize, mask_bounding_boxes
+
+    binary = binarize(mask, threshold)
+    y0, box_h, x0, box_w, present = mask_bounding_boxes(binary)
+    counts_h, counts_w = _block_counts(kh, box_h, draw_h, "kh"), _block_counts(kw, box_w, draw_w, "kw")
+    n_rows, n_cols = int(counts_h.max()), int(counts_w.max())
+    rows = _block_index(mask.shape[1], y0, box_h, counts_h, present, dummy=n_rows)
+    cols = _block_index(mask.shape[2], x0, box_w, counts_w, present, dummy=n_cols)
+    return _block_max(binary, rows, cols, n_rows, n_cols)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_union_box_crop_of_equation_two_changes_no_value(seed):
+    """shape_agnostic_mask works on the frames' union box only; random blobs (one frame empty, one at the
+    border), random and fixed block counts: every value equals the whole-frame computation."""
+    g = torch.Generator().manual_seed(seed)
+    mask = (torch.rand(5, 48, 40, generator=g) > 0.985).float()
+    mask[1, 10:30, 12:25] = 0.7
+    mask[2] = 0
+    mask[3, 40:, 30:] = 1
+    for kh, kw, random in ((None, None, True), (3, 5, False), (None, None, False)):
+        fast = shape_agnostic_mask(mask, kh, kw, generator=torch.Generator().manual_seed(seed) if random else None)
+        draws = torch.Generator().manual_seed(seed)  # the generator draws h, then w, for all frames
+        draw_h, draw_w = (torch.rand(5, generator=draws), torch.rand(5, generator=draws)) if random else (None, None)
+        expected = _formulated_whole_frame(mask, kh, kw, draw_h, draw_w)
+        assert torch.equal(fast, expected), (kh, kw, random)
+
+
+def test_environment_sequence_one_pass_fill_equals_masked_fill():
+    g = torch.Generator().manual_seed(0)
+    frames = torch.rand(3, 32, 24, 3, generator=g)
+    mask = (torch.rand(3, 32, 24, generator=g) > 0.6).float()
+    env, removed = environment_sequence(frames, mask)
+    assert torch.equal(removed, mask) and torch.equal(env, frames.masked_fill(mask[..., None].bool(), 0.5))
+
+
+def _random_window(seed, height=40, width=36, frames=4, border=False):
+    g = torch.Generator().manual_seed(seed)
+    video = torch.randint(0, 256, (frames, height, width, 3), generator=g, dtype=torch.uint8)
+    character = (torch.rand(frames, height, width, generator=g) > 0.995).to(torch.uint8)
+    character[:, 8:30, 10:22] = 1
+    objects = torch.zeros(frames, height, width, dtype=torch.uint8)
+    objects[:, 15:20, 22:27] = 1
+    if border:  # the union box touches the frame's edges
+        character[1, 0:5, 0:4] = 1
+        objects[2, -3:, -6:] = 1
+    depth = torch.rand(frames, height, width, generator=g).half()
+    return video, character, objects, depth
+
+
+@pytest.mark.parametrize("scale", [0.2, 0.55, 0.8, 1.0, 1.17, 1.5, 3.0])
+@pytest.mark.parametrize("anchor", ["center", "bottom"])
+@pytest.mark.parametrize("border", [False, True])
+def test_fused_window_scaling_is_bit_identical_to_scale_about_anchor(scale, anchor, border):
+    """scale_clip_about_anchor (one warp of frames, masks and depth over the pixels that can change) gives
+    exactly what scale_about_anchor gives on the frames and, a second time, on the depth as a grey image."""
+    from aa2_core.conditions.environment import scale_clip_about_anchor, scaling_anchor
+
+    video, character, objects, depth = _random_window(int(scale * 100), border=border)
+    frames = video.float() / 255
+    ref_frames, ref_mask, ref_objects = scale_about_anchor(frames, character.float(), [objects.float()], scale, anchor)
+    ref_depth = scale_about_anchor(depth.float()[..., None].expand(-1, -1, -1, 3), character.float(), [objects.float()],
+                                   scale, anchor)[0][..., 0]
+    out_frames, out_mask, out_objects, out_planes, point = scale_clip_about_anchor(
+        video, character, [objects], scale, anchor, planes=[depth])
+    assert torch.equal(out_frames, ref_frames)
+    assert torch.equal(out_mask, ref_mask) and torch.equal(out_objects[0], ref_objects[0])
+    assert torch.equal(out_planes[0], ref_depth)
+    assert point == scaling_anchor(frames, character.float(), [objects.float()], anchor)
+    # float frames in, the same
+    assert torch.equal(scale_clip_about_anchor(frames, character, [objects], scale, anchor)[0], ref_frames)
+
+
+def test_fused_window_scaling_without_a_character_moves_nothing():
+    from aa2_core.conditions.environment import scale_clip_about_anchor
+
+    video, character, objects, depth = _random_window(1)
+    zero = torch.zeros_like(character)
+    out_frames, out_mask, out_objects, out_planes, point = scale_clip_about_anchor(video, zero, [zero], 1.3, planes=[depth])
+    assert point is None and torch.equal(out_frames, video.float() / 255) and not out_mask.any()
+    assert torch.equal(out_planes[0], depth.float())

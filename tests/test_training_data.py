@@ -189,3 +189,75 @@ def test_clips_too_short_for_a_window_are_left_out(tmp_path):
     assert len(TrainingSet(root, frames=4, stride=2)) == 1  # clip1 has 5 < 7 frames
     with pytest.raises(AA2Error, match="20 frames"):
         TrainingSet(root, frames=20)
+
+
+def reference_sample(dataset: TrainingSet, seed: int, clip_index=None) -> TrainingClip:
+    """The sampling recipe written plainly on whole float clips, the way data.py did before its fast paths:
+    two ``scale_about_anchor`` warps (frames, then the depth as a grey image), ``object_sequence``, a float
+    skeleton. The fast sampler must give these values bit for bit."""
+    from aa2_core.conditions.depth import structured_depth
+    from aa2_core.conditions.environment import scale_about_anchor, scaling_anchor
+    from aa2_core.conditions.objects import object_sequence
+    from aa2_core.conditions.skeleton import render_skeleton
+    from aa2_core.pipeline.prepare import environment_frames
+    from aa2_core.training.data import composite_reference, scale_pose
+    from aa2_core.training.dataset_format import read_clip
+
+    generator = torch.Generator().manual_seed(seed)
+    if clip_index is None:
+        clip_index = int(torch.randint(0, len(dataset), (), generator=generator))
+    path, count = dataset.clip_path(clip_index), int(dataset.clips[clip_index]["frames"])
+    start = int(torch.randint(0, count - dataset.span + 1, (), generator=generator))
+    window = read_clip(path, start, start + dataset.span, indices=np.arange(start, start + dataset.span, dataset.stride))
+    ref_index = int(torch.randint(0, count, (), generator=generator))
+    reference = composite_reference(read_clip(path, ref_index, ref_index + 1), torch.rand(3, generator=generator))
+    target, mask = window.frames.float() / 255, window.character.float()
+    objects = None if window.objects is None else window.objects.float()
+    depth = None if window.depth is None else window.depth.float()
+    poses = window.poses()
+    if dataset.scale_range is not None:
+        low, high = dataset.scale_range
+        scale = low + (high - low) * float(torch.rand((), generator=generator))
+        others = [] if objects is None else [objects]
+        point = scaling_anchor(target, mask, others, dataset.scale_anchor)
+        if point is not None:
+            if depth is not None:
+                depth = scale_about_anchor(depth[..., None].expand(-1, -1, -1, 3), mask, others, scale, dataset.scale_anchor)[0][..., 0]
+            target, mask, moved = scale_about_anchor(target, mask, others, scale, dataset.scale_anchor)
+            objects = moved[0] if moved else None
+            poses = [scale_pose(p, scale, point) for p in poses]
+    environment, env_mask = environment_frames(target, mask, dataset.size, generator=generator)
+    if dataset.pose_indicator is not None:
+        poses, _ = dataset._pose_indicator(poses, clip_index, generator)
+    skeleton = torch.from_numpy(render_skeleton(poses, dataset.height, dataset.width, dataset.draw_hands, dataset.draw_face, as_float=True))
+    return TrainingClip(frames=target, reference=reference, environment=environment, environment_mask=env_mask,
+                        objects=None if objects is None else object_sequence(target, [objects])[0], skeleton=skeleton,
+                        depth=None if depth is None else structured_depth(depth, skeleton), character_mask=mask)
+
+
+@pytest.mark.parametrize("options", [{}, {"scale_range": (0.4, 1.8)}, {"scale_range": (0.7, 1.3), "scale_anchor": "bottom"},
+                                     {"scale_range": (0.8, 1.2), "pose_indicator": True, "stride": 2}])
+def test_fast_sampler_is_bit_identical_to_the_plain_recipe(tmp_path, options):
+    """The fused warp, the cropped equation (2), the one-pass fills and the uint8 skeleton change no value."""
+    root = write_set(tmp_path, [synthetic_record(seed=0), synthetic_record(seed=1, figure=28.0),
+                                synthetic_record(seed=2, depth="mask", figure=70.0)])
+    dataset = TrainingSet(root, frames=4, **options)
+    for seed in range(6):
+        fast, plain = dataset.sample(torch.Generator().manual_seed(seed)), reference_sample(dataset, seed)
+        for name in ("frames", "reference", "environment", "environment_mask", "objects", "skeleton", "depth", "character_mask"):
+            assert torch.equal(getattr(fast, name), getattr(plain, name)), (seed, name)
+
+
+def test_skeleton_depth_from_the_uint8_drawing_equals_structured_depth():
+    """The sampler takes the structured depth off the uint8 drawing; for every value in every channel it is
+    ``structured_depth`` of the float skeleton (value / 255) it returns."""
+    from aa2_core.conditions.depth import structured_depth
+    from aa2_core.training.data import skeleton_depth
+
+    values = torch.arange(256, dtype=torch.uint8)
+    a, b = torch.meshgrid(values, values, indexing="ij")
+    for third in (values.flip(0)[:, None].expand(256, 256), torch.zeros(256, 256, dtype=torch.uint8)):
+        drawn = torch.stack([a, b, third], -1)[None]
+        depth = torch.rand(1, 256, 256) + 0.1
+        for image in (drawn, drawn[..., [2, 0, 1]], drawn[..., [1, 2, 0]]):
+            assert torch.equal(skeleton_depth(depth, image), structured_depth(depth, image.float().div_(255)))

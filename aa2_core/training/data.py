@@ -31,16 +31,19 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
-from ..conditions.depth import structured_depth
-from ..conditions.environment import scale_about_anchor, scaling_anchor
+from ..conditions.depth import skeleton_mask
+from ..conditions.environment import _box_slices, scale_clip_about_anchor
 from ..conditions.keypoints import Pose
-from ..conditions.objects import object_sequence
+from ..conditions.objects import OBJECT_BACKGROUND
 from ..conditions.pose_indicator import PoseIndicatorConfig, apply_epi_plan, as_numpy_generator, sample_epi_plan
 from ..conditions.skeleton import render_skeleton
 from ..errors import AA2Error
 from ..pipeline.prepare import environment_frames
 from .dataset_format import CLIP_FILE, ClipRecord, read_clip, read_index
 
+# the smallest uint8 skeleton value whose float (value / 255) counts as skeleton for ``structured_depth``
+_SKELETON_FIRST_VALUE = int(skeleton_mask(torch.arange(256, dtype=torch.uint8).float().div_(255).view(1, 1, 256, 1)
+                                          .expand(-1, -1, -1, 3)).to(torch.uint8).argmax())
 SCALE_ANCHORS = ("center", "bottom")
 
 
@@ -117,24 +120,29 @@ class TrainingSet:
         ref_index = int(torch.randint(0, count, (), generator=generator))
         reference = composite_reference(read_clip(path, ref_index, ref_index + 1), torch.rand(3, generator=generator))
 
-        target, mask = window.frames.float() / 255, window.character.float()
-        objects = None if window.objects is None else window.objects.float()
-        depth = None if window.depth is None else window.depth.float()
         poses = window.poses()
         scale = 1.0
         if self.scale_range is not None:
             low, high = self.scale_range
             scale = low + (high - low) * float(torch.rand((), generator=generator))
-            target, mask, objects, depth, poses = scale_window(target, mask, objects, depth, poses, scale, self.scale_anchor)
+            target, mask, objects, depth, poses = scale_window(window.frames, window.character, window.objects,
+                                                               window.depth, poses, scale, self.scale_anchor)
+        else:
+            target, mask = window.frames.float().div_(255), window.character.float()  # = .float() / 255, one copy
+            objects = None if window.objects is None else window.objects.float()
+            depth = None if window.depth is None else window.depth.float()
         environment, env_mask = environment_frames(target, mask, self.size, generator=generator)
         plan = None
         if self.pose_indicator is not None:
             poses, plan = self._pose_indicator(poses, clip_index, generator)
-        skeleton = torch.from_numpy(render_skeleton(poses, self.height, self.width, self.draw_hands, self.draw_face, as_float=True))
+        # uint8 drawing, then one threaded division: render_skeleton(as_float=True)'s values (both divide by 255
+        # in float32); the structured depth's skeleton mask is read off the uint8 image (the same pixels).
+        drawn = torch.from_numpy(render_skeleton(poses, self.height, self.width, self.draw_hands, self.draw_face))
+        skeleton = drawn.float().div_(255)
         return TrainingClip(
             frames=target, reference=reference, environment=environment, environment_mask=env_mask,
-            objects=None if objects is None else object_sequence(target, [objects])[0], skeleton=skeleton,
-            depth=None if depth is None else structured_depth(depth, skeleton), character_mask=mask,
+            objects=None if objects is None else cut_out_objects(target, objects), skeleton=skeleton,
+            depth=None if depth is None else skeleton_depth(depth, drawn), character_mask=mask,
             info={"clip": self.clips[clip_index]["name"], "start": start, "stride": self.stride, "reference": ref_index,
                   "scale": scale, "epi": plan})
 
@@ -169,16 +177,42 @@ def composite_reference(record: ClipRecord, background: torch.Tensor) -> torch.T
 
 
 def scale_window(frames, mask, objects, depth, poses, scale: float, anchor: str):
-    """Zoom character and objects by ``scale`` (``scale_about_anchor``); depth and keypoints follow."""
+    """Zoom character and objects by ``scale`` (``scale_about_anchor``); depth and keypoints follow.
+
+    ``frames`` uint8 (read as ``value / 255``) or float 0..1; masks and depth ``[F, H, W]`` of any dtype.
+    Returns float32 ``(frames, mask, objects, depth, poses)``. One fused warp carries frames, masks and
+    depth (``scale_clip_about_anchor``); the values are those of ``scale_about_anchor`` on the frames and
+    again on the depth as a grey image, bit for bit (``tests/test_training_data.py``).
+    """
     object_masks = [] if objects is None else [objects]
-    point = scaling_anchor(frames, mask, object_masks, anchor)
-    if point is None:  # no character in the window: nothing to move
-        return frames, mask, objects, depth, poses
-    frames_out, mask_out, objects_out = scale_about_anchor(frames, mask, object_masks, scale, anchor)
-    if depth is not None:  # the same warp and composite as the frames, on the depth as a grey image
-        depth = scale_about_anchor(depth[..., None].expand(-1, -1, -1, 3), mask, object_masks, scale, anchor)[0][..., 0]
+    planes = [] if depth is None else [depth]
+    frames_out, mask_out, objects_out, planes_out, point = scale_clip_about_anchor(
+        frames, mask, object_masks, scale, anchor, planes=planes)
+    if point is None:  # no character in the window: nothing moves
+        frames_out = frames.float().div_(255) if frames.dtype == torch.uint8 else frames.float()
+        return (frames_out, mask.float(), None if objects is None else objects.float(),
+                None if depth is None else depth.float(), poses)
     poses = [scale_pose(p, scale, point) for p in poses]
-    return frames_out, mask_out, objects_out[0] if objects_out else None, depth, poses
+    return frames_out, mask_out, objects_out[0] if objects_out else None, planes_out[0] if planes_out else None, poses
+
+
+def skeleton_depth(depth: torch.Tensor, drawn: torch.Tensor) -> torch.Tensor:
+    """``structured_depth(depth, drawn / 255)`` from the uint8 drawing ``[F, H, W, 3]``: the depth where the
+    brightest channel reaches the first value the float skeleton mask keeps (the float test ``value / 255 >
+    threshold`` is monotone in the value), 0 elsewhere; uint8 work instead of three float comparisons."""
+    on = torch.maximum(torch.maximum(drawn[..., 0], drawn[..., 1]), drawn[..., 2]) >= _SKELETON_FIRST_VALUE
+    return torch.where(on, depth, torch.zeros((), dtype=depth.dtype))
+
+
+def cut_out_objects(frames: torch.Tensor, objects: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """``object_sequence(frames, [objects])[0]`` in one pass: the frames where the object mask is
+    ``>= threshold``, ``OBJECT_BACKGROUND`` elsewhere (same size, one object union as the trainer stores it)."""
+    covered = objects >= threshold
+    out = torch.full(frames.shape, float(OBJECT_BACKGROUND), dtype=torch.float32)
+    box = _box_slices(covered)
+    if box is not None:  # frames copied inside the objects' box only
+        out[box] = torch.where(covered[box][..., None], frames[box], out[box])
+    return out
 
 
 def scale_pose(pose: Pose, scale: float, point: tuple[float, float]) -> Pose:
