@@ -64,6 +64,9 @@ class DepthCrossAttention(nn.Module):
 
     def forward(self, skeleton: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
         h = skeleton.shape[2]
+        # contiguous: PyTorch's CPU GroupNorm backward segfaults on a channels-last input that needs no
+        # gradient (a frozen guider fed the skeleton as a permuted [F, H, W, 3] view)
+        skeleton, depth = skeleton.contiguous(), depth.contiguous()
         q = rearrange(self.norm_skeleton(skeleton), "n c h w -> n (h w) c")
         kv = rearrange(self.norm_depth(depth), "n c h w -> n (h w) c")
         return rearrange(self.attn(q, encoder_hidden_states=kv), "n (h w) c -> n c h w", h=h)

@@ -1,0 +1,105 @@
+"""What trains: named parameter groups, chosen with ``--modules`` (comma-separated, e.g. ``aa2,temporal``).
+
+A group names parameters of the three trainable nets (``denoising``, ``reference``, ``pose``) by prefix.
+Everything not chosen stays frozen (the VAE and the image encoder always are). New module families
+(Animate-X's IPI, Mamba) join with ``register_group``; a group may also build its modules first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+from ..errors import AA2Error
+from ..models.denoising_net import AA2_DENOISING_MODULES, DenoisingNet
+
+NETS = ("denoising", "reference", "pose")
+# layers that mix frames: stage 1 (single images) never trains them
+TEMPORAL = {"denoising": ("motion.", "mamba."), "pose": ("temporal.",)}
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    help: str
+    prefixes: dict  # net -> tuple of parameter-name prefixes ("" = the whole net)
+    build: Optional[Callable] = None  # build(models): create the group's modules if the net lacks them
+
+
+GROUPS: dict[str, Group] = {}
+
+
+def register_group(name: str, help: str, prefixes: dict, build: Optional[Callable] = None) -> None:
+    unknown = set(prefixes) - set(NETS)
+    if unknown:
+        raise ValueError(f"group {name!r}: unknown nets {sorted(unknown)}; expected some of {NETS}")
+    GROUPS[name] = Group(name, help, {k: tuple(v) for k, v in prefixes.items()}, build)
+
+
+register_group("aa2", "the Animate Anyone 2 modules: environment conv_in, object guider, spatial blending, "
+               "depth branch and temporal Conv3D of the pose modulation (the base stays frozen)",
+               {"denoising": AA2_DENOISING_MODULES, "pose": ("depth_trunk.", "depth_attention.", "temporal.")})
+register_group("temporal", "the AnimateDiff motion modules", {"denoising": ("motion.",)})
+register_group("all", "everything but the VAE and the image encoder: both UNets, motion modules, pose guider",
+               {net: ("",) for net in NETS})
+
+
+def _build_mamba(models) -> None:
+    if models.denoising.mamba is None:
+        from ..models.mamba_temporal import MambaConfig
+
+        models.denoising.add_mamba(MambaConfig())
+
+
+if hasattr(DenoisingNet, "add_mamba"):  # Animate-X modules present in this build
+    register_group("mamba", "Animate-X's Mamba temporal layers (built with their default config if absent)",
+                   {"denoising": ("mamba.",)}, build=_build_mamba)
+
+
+def parse_groups(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in GROUPS]
+    if not names or unknown:
+        raise AA2Error(f"--modules: unknown group(s) {unknown or [text]}; choose from {', '.join(GROUPS)} (comma-separated)")
+    return names
+
+
+def select_trainable(models, groups: list[str], stage: int) -> dict[str, list[str]]:
+    """Freeze everything, then unfreeze the groups' parameters; returns ``{net: [parameter names]}``.
+
+    Stage 1 leaves the temporal layers out (single frames teach them nothing); a choice that leaves
+    nothing to train is an error.
+    """
+    for name in groups:
+        if GROUPS[name].build is not None:
+            GROUPS[name].build(models)
+    for part in ("vae", "image_encoder"):
+        if getattr(models, part, None) is not None:
+            getattr(models, part).requires_grad_(False)
+    chosen: dict[str, list[str]] = {}
+    for net_name in NETS:
+        net = getattr(models, net_name)
+        net.requires_grad_(False)
+        prefixes = tuple(p for g in groups for p in GROUPS[g].prefixes.get(net_name, ()))
+        names = [n for n, _ in net.named_parameters() if prefixes and n.startswith(prefixes)]
+        if stage == 1:
+            names = [n for n in names if not n.startswith(TEMPORAL.get(net_name, ()))]
+        params = dict(net.named_parameters())
+        for n in names:
+            params[n].requires_grad_(True)
+        if names:
+            chosen[net_name] = names
+    if not chosen:
+        raise AA2Error(f"--modules {','.join(groups)} leaves nothing to train" + (" in stage 1 (single images train no temporal layers)" if stage == 1 else ""))
+    return chosen
+
+
+def trained_parts(state: dict[str, torch.Tensor], chosen: dict[str, list[str]]) -> dict[str, dict[str, torch.Tensor]]:
+    """The trained tensors as ``aa2-modules`` file parts, from a ``{net.name: tensor}`` state dict."""
+    return {net: {n: state[f"{net}.{n}"].detach().float().cpu().contiguous() for n in names} for net, names in chosen.items()}
+
+
+def count(models, chosen: dict[str, list[str]]) -> int:
+    return sum(dict(getattr(models, net).named_parameters())[n].numel() for net, names in chosen.items() for n in names)

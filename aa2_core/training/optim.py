@@ -1,0 +1,44 @@
+"""Optimizer and learning-rate schedule."""
+
+from __future__ import annotations
+
+import torch
+
+OPTIMIZERS = ("auto", "adamw", "adamw8bit", "sgd")
+
+
+def make_optimizer(params, name: str, lr: float, weight_decay: float = 1e-2):
+    """Returns ``(optimizer, description)``. ``auto``: 8-bit AdamW when bitsandbytes imports (optimizer state
+    in 8 bits: a quarter of AdamW's), AdamW otherwise. ``sgd`` (plain, no momentum) exists for exact tests."""
+    if name in ("auto", "adamw8bit"):
+        try:
+            import bitsandbytes as bnb
+        except ImportError:
+            if name == "adamw8bit":
+                raise
+            return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay), "AdamW (torch; bitsandbytes not installed, no 8-bit AdamW)"
+        return bnb.optim.AdamW8bit(params, lr=lr, weight_decay=weight_decay), "AdamW8bit (bitsandbytes)"
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay), "AdamW (torch)"
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr), "SGD (torch)"
+    raise ValueError(f"unknown optimizer {name!r}; choose from {OPTIMIZERS}")
+
+
+def warmup_schedule(optimizer, warmup_steps: int):
+    """Linear warm-up from lr/warmup to lr over ``warmup_steps`` optimizer steps, then constant."""
+    warmup = max(int(warmup_steps), 0)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
+
+
+class Progress:
+    """The run's counters, saved with the accelerate state (the data state is the step, see ``batches``)."""
+
+    def __init__(self):
+        self.step = 0
+
+    def state_dict(self) -> dict:
+        return {"step": self.step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = int(state["step"])
