@@ -49,6 +49,11 @@ SOCKETS = {
     "AA2ColorMatchClips": ([("images", "IMAGE"), ("stitching", "AA2_STITCH")], [("IMAGE", "IMAGE")]),
     "AA2RetargetPose": ([("driving", "POSE_KEYPOINT"), ("reference", "POSE_KEYPOINT")], [("pose_keypoint", "POSE_KEYPOINT")]),
     "AA2RenderPose": ([("pose_keypoint", "POSE_KEYPOINT")], [("IMAGE", "IMAGE")]),
+    "AA2ImplicitPoseIndicator": (
+        [("aa2_model", "AA2_MODEL"), ("pose", "AA2_POSE"), ("driving_video", "IMAGE"), ("driving_keypoints", "POSE_KEYPOINT"),
+         ("clip_vision", "CLIP_VISION")],
+        [("pose", "AA2_POSE")],
+    ),
 }
 
 # widgets that a link may drive instead (the frontend then saves them as inputs with a "widget" entry)
@@ -177,11 +182,55 @@ def workflow_retarget():
     return nodes, links
 
 
+IPI_MODULES = "aa2_modules_ipi.safetensors"  # an aa2-modules file holding an Implicit Pose Indicator
+
+
+def workflow_animate_x():
+    nodes, links = moore_animation(
+        SAMPLER[:6] + [False, 1, True],
+        extra_nodes=[
+            ("drv_video", "LoadVideo", ["driving.mp4", "image"], (460, 20), (300, 120)),
+            ("drv", "GetVideoComponents", [], (800, 20), (240, 80)),
+            ("drv_kp", "AA2LoadPoseKeypoints", ["driving_pose.json"], (460, 600), (300, 60)),
+            ("ref_kp", "AA2LoadPoseKeypoints", ["character_pose.json"], (460, 700), (300, 60)),
+            ("retarget", "AA2RetargetPose", ["driving"], (800, 620), (260, 80)),
+            ("render", "AA2RenderPose", [512, 768, True, True], (800, 740), (260, 130)),
+            ("ipi", "AA2ImplicitPoseIndicator", [True, "squash"], (800, 300), (260, 170)),
+        ],
+        extra_links=[
+            ("drv_video", 0, "drv", "video"),
+            ("drv_kp", 0, "retarget", "driving"), ("ref_kp", 0, "retarget", "reference"), ("retarget", 0, "render", "pose_keypoint"),
+            ("render", 0, "pose", "pose_images"),
+            ("loader", 0, "ipi", "aa2_model"), ("pose", 0, "ipi", "pose"), ("drv", 0, "ipi", "driving_video"),
+            ("drv_kp", 0, "ipi", "driving_keypoints"), ("ipi", 0, "sampler", "pose"),
+        ],
+        note="Animate-X for a non-human character (cartoon, animal, anthropomorphic figure), two pose indicators:\n"
+        "- explicit: the driving skeleton is retargeted to the character's proportions (AA2 Retarget Pose, AA2 Render Pose);\n"
+        "- implicit (IPI): AA2 Implicit Pose Indicator adds motion features of the driving video itself, its frames'\n"
+        "  CLIP features queried by its keypoints, injected after each spatial attention.\n"
+        "Inputs in ComfyUI/input: character.png (the character), driving.mp4 (the driving video),\n"
+        "driving_pose.json (driving.mp4's DWPose keypoints, one entry per frame, e.g. from AA2 DWPose Extract),\n"
+        "character_pose.json (the character's keypoints; edit them by hand for a cartoon).\n"
+        f"The IPI needs an aa2-modules file that holds one: animate_anyone2/{IPI_MODULES}, written by\n"
+        "python -m aa2_core train --modules aa2,ipi (AA2 Model Loader prints which modules a file holds; a file\n"
+        "without an IPI stops with an error naming the module and the file; turn enabled off to run without it).\n"
+        "The driving frames' CLIP features come from the loader's image_encoder (or a connected CLIP_VISION).\n"
+        "The saved mp4 (H.264) has driving.mp4's frame rate and audio.",
+    )
+    nodes = [n for n in nodes if n[0] not in ("kps_video", "kps")]
+    loader = LOADER[:6] + [IPI_MODULES] + LOADER[7:]
+    nodes = [(k, t, loader, pos, size) if k == "loader" else (k, t, w, pos, size) for k, t, w, pos, size in nodes]
+    # the skeleton comes from the retargeted keypoints, and the pose reaches the sampler through the IPI
+    links = [l for l in links if l[0] not in ("kps_video", "kps") and l != ("pose", 0, "sampler", "pose")]
+    return nodes, retime(links, "drv")  # the driving video's frame rate and sound
+
+
 WORKFLOWS = {
     "aa2_full_environment_object": workflow_full_aa2,
     "aa2_moore_character_animation": workflow_moore,
     "aa2_long_video_stitching": workflow_long_video,
     "aa2_non_human_pose_retarget": workflow_retarget,
+    "aa2_animate_x_implicit_pose": workflow_animate_x,
 }
 
 

@@ -48,3 +48,34 @@ def test_the_installable_package_is_the_library_only():
     config = tomllib.load(open(os.path.join(ROOT, "pyproject.toml"), "rb"))
     assert config["tool"]["setuptools"]["packages"]["find"]["include"] == ["aa2_core", "aa2_core.*"]
     assert config["build-system"]["build-backend"] == "setuptools.build_meta"
+
+
+def test_the_built_wheel_holds_the_library_and_its_requirements(tmp_path):
+    """``pip install .`` builds this wheel: every aa2_core package (subpackages included), no nodes/ or
+    bench/, and the declared requirements. Built offline with the venv's own setuptools."""
+    import shutil
+    import subprocess
+    import zipfile
+
+    import pytest
+
+    try:
+        import setuptools  # noqa: F401
+    except ImportError:
+        pytest.skip("setuptools is not installed in this Python")
+    build = tmp_path / "src"
+    shutil.copytree(ROOT, build, ignore=shutil.ignore_patterns(".venv", ".comfyui", ".git", "out", "node_modules", "*.egg-info", "build"))
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"), str(build)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert tops == {"aa2_core"}
+    packages = {os.path.relpath(base, ROOT).replace(os.sep, "/") for base, _, files in os.walk(os.path.join(ROOT, "aa2_core"))
+                if "__init__.py" in files}
+    assert {p for p in packages if f"{p}/__init__.py" in names} == packages  # subpackages are not dropped
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
+    required = {line.split(":", 1)[1].strip().split(";")[0].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")}
+    project = tomllib.load(open(os.path.join(ROOT, "pyproject.toml"), "rb"))["project"]
+    assert set(project["dependencies"]) <= required

@@ -27,6 +27,8 @@ DRIVING_FPS = 12  # ... and the driving video's, different so that the saved vid
 TONE = 440.0  # Hz, the driving video's sound
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 STARTUP_S = 300  # a busy CI machine (2 cores) starts ComfyUI in 1-2 minutes
+IPI_FILE = "aa2_modules_ipi.safetensors"  # an Implicit Pose Indicator and Mamba layers (the Animate-X workflow's)
+AA2_ONLY_FILE = "aa2_modules.safetensors"  # the AA2 modules only: no IPI
 
 
 def comfyui_path():
@@ -56,10 +58,45 @@ def comfy(tmp_path_factory):
 
     models = tmp_path_factory.mktemp("models")
     write_tiny_models_dir(str(models))
+    write_aa2_modules_files(str(models / "animate_anyone2"))
     asyncio.run(nodes.load_custom_node(ROOT))
     for name in ("animate_anyone2", "clip_vision", "vae"):
         folder_paths.add_model_folder_path(name, str(models / name), is_default=True)
     return nodes, models
+
+
+def write_aa2_modules_files(folder):
+    """Two aa2-modules files next to the tiny Moore files: IPI_FILE holds a tiny Implicit Pose Indicator and
+    Mamba layers with small random weights (so that turning the IPI on changes the video), AA2_ONLY_FILE holds
+    only the (untrained) AA2 modules, as a file trained without --modules ipi."""
+    sys.path.insert(0, ROOT)
+    from aa2_core.checkpoints.aa2_file import save_aa2_file
+    from aa2_core.checkpoints.assembly import assemble, build_modules, module_parameters
+    from aa2_core.tiny import TINY_IPI_CONFIG, TINY_MAMBA_CONFIG
+
+    def tiny():
+        return assemble(*(os.path.join(folder, f"{n}.pth") for n in ("denoising_unet", "reference_unet", "pose_guider", "motion_module")))
+
+    models = tiny()
+    build_modules(models, ["ipi", "mamba"], ipi=TINY_IPI_CONFIG, mamba=TINY_MAMBA_CONFIG)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for _, p in module_parameters(models, ["ipi", "mamba"]):
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    animate_x = {k: v for k, v in models.denoising.aa2_state_dict().items() if k.startswith(("ipi.", "mamba."))}
+    save_aa2_file(os.path.join(folder, IPI_FILE), {"denoising": animate_x}, architecture=models.denoising.architecture())
+    save_aa2_file(os.path.join(folder, AA2_ONLY_FILE), {"denoising": tiny().denoising.aa2_state_dict()})
+
+
+def pose_keypoints(frames, shift=0.0):
+    """POSE_KEYPOINT frames (one person, 18 body joints on a SIZE x SIZE canvas), moving a little each frame."""
+    out = []
+    for t in range(frames):
+        body = []
+        for j in range(18):
+            body += [20 + 2 * (j % 6) + t * 0.5 + shift, 10 + 2.5 * j, 1.0]
+        out.append({"people": [{"pose_keypoints_2d": body}], "canvas_height": SIZE, "canvas_width": SIZE})
+    return out
 
 
 def _free_port():
@@ -117,15 +154,9 @@ def write_media(folder):
     obj = torch.zeros(FRAMES, SIZE, SIZE, 3)
     obj[:, 40:56, 30:40] = 1
     write_video(os.path.join(folder, "object_mask.mp4"), obj, DRIVING_FPS)
-    for name, shift in (("driving_pose.json", 0.0), ("character_pose.json", 3.0)):
-        frames = []
-        for t in range(FRAMES if name.startswith("driving") else 1):
-            body = []
-            for j in range(18):
-                body += [20 + 2 * (j % 6) + t * 0.5 + shift, 10 + 2.5 * j, 1.0]
-            frames.append({"people": [{"pose_keypoints_2d": body}], "canvas_height": SIZE, "canvas_width": SIZE})
+    for name, frames, shift in (("driving_pose.json", FRAMES, 0.0), ("character_pose.json", 1, 3.0)):
         with open(os.path.join(folder, name), "w") as f:
-            json.dump(frames, f)
+            json.dump(pose_keypoints(frames, shift), f)
 
 
 def full_size_sd_vae(path):
@@ -151,6 +182,7 @@ def server(tmp_path_factory):
     for d in (media, run / "user", nodes_dir):
         d.mkdir(parents=True)
     write_tiny_models_dir(str(models))
+    write_aa2_modules_files(str(models / "animate_anyone2"))
     os.remove(models / "vae" / "sd-vae-ft-mse.safetensors")
     full_size_sd_vae(str(models / "vae" / "sd-vae-ft-mse.safetensors"))
     write_media(str(media))
@@ -237,22 +269,30 @@ def shrink(prompt):
     return prompt
 
 
-def run_workflow(server, name):
-    """Queue ``workflows/<name>`` over HTTP, wait for it; (history entry, path of its first saved video)."""
+def queue_workflow(server, name, edit=None):
+    """Queue ``workflows/<name>`` over HTTP (``edit(prompt)`` may change the API prompt first), wait for it;
+    its /history entry, whether it succeeded or not."""
     url, info, run = server
     with open(os.path.join(ROOT, "workflows", name)) as f:
         workflow = json.load(f)
-    status, body = post_json(url + "/prompt", {"prompt": shrink(to_api(workflow, info)), "client_id": "aa2-test"})
+    prompt = shrink(to_api(workflow, info))
+    if edit:
+        edit(prompt)
+    status, body = post_json(url + "/prompt", {"prompt": prompt, "client_id": "aa2-test"})
     assert status == 200, body
     prompt_id = body["prompt_id"]
     for _ in range(600):
         history = get_json(f"{url}/history/{prompt_id}")
         if prompt_id in history:
-            break
+            return history[prompt_id]
         time.sleep(1)
-    else:
-        pytest.fail(f"{name} did not finish in 600 s")
-    result = history[prompt_id]
+    pytest.fail(f"{name} did not finish in 600 s")
+
+
+def run_workflow(server, name):
+    """Queue ``workflows/<name>`` over HTTP, wait for it; (history entry, path of its first saved video)."""
+    url, info, run = server
+    result = queue_workflow(server, name)
     assert result["status"]["status_str"] == "success", json.dumps(result["status"])[-3000:]
     videos = [v for out in result["outputs"].values() for v in out.get("images", []) + out.get("videos", [])]
     assert videos, result["outputs"]

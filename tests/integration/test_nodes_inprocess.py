@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import comfyui_path
+from conftest import AA2_ONLY_FILE, IPI_FILE, comfyui_path, pose_keypoints
 
 comfyui_path()
 
@@ -154,3 +154,57 @@ def test_model_nodes_leave_their_inputs_unchanged(chain):
         assert torch.equal(a, b)
     assert all(torch.equal(reference.tokens[k], v) for k, v in tokens.items())
     assert torch.equal(pose["skeleton"], pose_before["skeleton"]) and torch.equal(pose["depth"], pose_before["depth"])
+
+
+MOORE = ("denoising_unet.pth", "reference_unet.pth", "pose_guider.pth", "motion_module.pth", "full", "fp32")
+
+
+def load_model(m, aa2_modules):
+    return m["AA2ModelLoader"]().load(*MOORE, aa2_modules=aa2_modules, image_encoder="image_encoder.safetensors")[0]
+
+
+def test_loader_reports_which_modules_a_file_holds(comfy, capsys):
+    """The loader prints what an aa2-modules file holds and passes the module groups on with the model."""
+    nodes, _ = comfy
+    m = nodes.NODE_CLASS_MAPPINGS
+    reports = {}
+    for name in (IPI_FILE, AA2_ONLY_FILE, "none"):
+        model = load_model(m, name)
+        reports[name] = (capsys.readouterr().out, model["modules"])
+    out, modules = reports[IPI_FILE]
+    assert modules == ["ipi", "mamba"], modules
+    assert ("[AA2 Model Loader] aa2-modules file holds: Implicit Pose Indicator (2 layers, 4 tokens/frame), "
+            "Mamba temporal layers (after temporal attention in 2 slots)") in out, out
+    out, modules = reports[AA2_ONLY_FILE]
+    assert modules == ["aa2"] and "aa2-modules file holds: Animate Anyone 2 modules\n" in out, out
+    out, modules = reports["none"]
+    assert modules == [] and "no aa2-modules file" in out, out
+
+
+def test_ipi_node_turns_the_implicit_pose_indicator_on(comfy):
+    """AA2 Implicit Pose Indicator with a file holding an IPI: the pose gains the driving keypoints and one CLIP
+    feature per frame, and the sampled video changes; enabled=False hands the pose back untouched."""
+    nodes, _ = comfy
+    m = nodes.NODE_CLASS_MAPPINGS
+    import comfy.sd
+
+    model, vae, frames = load_model(m, IPI_FILE), sd_vae(comfy.sd), 4
+    (reference,) = m["AA2ReferenceNet"]().encode(model, vae, torch.rand(1, 80, 72, 3), 64, 64)
+    (pose,) = m["AA2PoseCondition"]().build(torch.rand(frames, 64, 64, 3))
+    driving, keypoints = torch.rand(frames, 64, 64, 3), pose_keypoints(frames)
+    (off,) = m["AA2ImplicitPoseIndicator"]().build(model, pose, driving, keypoints, False)
+    assert off is pose
+    (on,) = m["AA2ImplicitPoseIndicator"]().build(model, pose, driving, keypoints, True)
+    assert on["keypoints"].shape == (frames, 18, 3) and on["driving_features"].shape == (frames, 1, 32)
+    assert torch.equal(on["skeleton"], pose["skeleton"]) and "keypoints" not in pose  # the input pose is left as it was
+    sample = lambda p: m["AA2Sampler"]().sample(model, reference, p, vae, 0, 2, 1.0, "ddim", "moore", False, 0)[0]["samples"]
+    assert (sample(on) - sample(off)).abs().max() > 1e-4
+
+
+def test_ipi_node_with_a_file_without_an_ipi_names_the_module_and_the_file(comfy):
+    nodes, _ = comfy
+    m = nodes.NODE_CLASS_MAPPINGS
+    (pose,) = m["AA2PoseCondition"]().build(torch.rand(2, 64, 64, 3))
+    for name, source in ((AA2_ONLY_FILE, rf"the aa2-modules file \S*{AA2_ONLY_FILE}"), ("none", r"the loaded models \(no aa2-modules file\)")):
+        with pytest.raises(ValueError, match=rf"^AA2 Implicit Pose Indicator: the Implicit Pose Indicator \(IPI\) requested, but {source} holds no 'ipi' module"):
+            m["AA2ImplicitPoseIndicator"]().build(load_model(m, name), pose, torch.rand(2, 64, 64, 3), pose_keypoints(2), True)

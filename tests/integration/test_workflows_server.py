@@ -11,7 +11,8 @@ from fractions import Fraction
 
 import pytest
 
-from conftest import DRIVING_FPS, FRAMES, KPS_FPS, ROOT, SIZE, TONE, comfyui_path, run_workflow
+from conftest import (AA2_ONLY_FILE, DRIVING_FPS, FRAMES, IPI_FILE, KPS_FPS, ROOT, SIZE, TONE, comfyui_path, get_json,
+                      queue_workflow, run_workflow)
 
 comfyui_path()
 WORKFLOWS = sorted(f for f in os.listdir(os.path.join(ROOT, "workflows")) if f.endswith(".json"))
@@ -21,7 +22,9 @@ EXPECTED = {
     "aa2_moore_character_animation.json": (KPS_FPS, False),  # the skeleton video, silent
     "aa2_long_video_stitching.json": (KPS_FPS, False),
     "aa2_non_human_pose_retarget.json": (24, False),  # no video in: Create Video's own fps
+    "aa2_animate_x_implicit_pose.json": (DRIVING_FPS, True),  # driving.mp4 (the IPI's frames) with its tone
 }
+ANIMATE_X = "aa2_animate_x_implicit_pose.json"
 
 
 def test_pack_imports_and_registers_every_node(server):
@@ -68,3 +71,26 @@ def test_workflow_runs_to_a_video(server, workflow_videos, name):
     if sound:  # the driving video's tone, cut to the animation's length
         assert info["audio_codec"] == "aac" and abs(info["pitch"] - TONE) < 15, info
         assert abs(info["audio_seconds"] - FRAMES / fps) < 0.1, info
+    if name == ANIMATE_X:  # the loader told the user, in ComfyUI's log, what the aa2-modules file holds
+        log = "".join(entry["m"] for entry in get_json(server[0] + "/internal/logs/raw")["entries"])
+        assert ("[AA2 Model Loader] aa2-modules file holds: Implicit Pose Indicator (2 layers, 4 tokens/frame), "
+                "Mamba temporal layers") in log, log[-3000:]
+
+
+def test_ipi_workflow_with_a_file_without_an_ipi_names_the_module_and_the_file(server):
+    """The Animate-X workflow with an aa2-modules file trained without --modules ipi: the run stops at the IPI
+    node, and the error ComfyUI shows names the module and the file."""
+    def loader_without_ipi(prompt):
+        loaders = [n for n in prompt.values() if n["class_type"] == "AA2ModelLoader"]
+        assert [n["inputs"]["aa2_modules"] for n in loaders] == [IPI_FILE]  # the workflow asks for the IPI file
+        loaders[0]["inputs"]["aa2_modules"] = AA2_ONLY_FILE
+
+    result = queue_workflow(server, ANIMATE_X, loader_without_ipi)
+    assert result["status"]["status_str"] == "error", result["status"]
+    errors = [body for kind, body in result["status"]["messages"] if kind == "execution_error"]
+    assert len(errors) == 1, result["status"]["messages"]
+    error = errors[0]
+    assert error["node_type"] == "AA2ImplicitPoseIndicator", error
+    message = error["exception_message"]
+    assert message.startswith("AA2 Implicit Pose Indicator: ") and "Implicit Pose Indicator (IPI)" in message, message
+    assert f"{os.sep}{AA2_ONLY_FILE} holds no 'ipi' module" in message, message
