@@ -35,8 +35,14 @@ def check_keys(model: nn.Module, sd: dict, source: str, optional: tuple[str, ...
     missing = [k for k in expected if k not in sd and not k.startswith(optional) and not k.endswith("pos_embed.pe")]
     unexpected = [k for k in sd if k not in expected]
     wrong = [f"{k} {tuple(sd[k].shape)} (expected {tuple(v.shape)})" for k, v in expected.items() if k in sd and sd[k].shape != v.shape]
+    raise_unless_fits(f"{source}: the file does not fit the model it should load into (file looks like: {detect.kind_of(sd)}).",
+                      missing, unexpected, wrong)
+
+
+def raise_unless_fits(header: str, missing: list, unexpected: list, wrong: list) -> None:
+    """One readable error for every key/shape mismatch between a file and the network it loads into."""
     if missing or unexpected or wrong:
-        parts = [f"{source}: the file does not fit the model it should load into (file looks like: {detect.kind_of(sd)})."]
+        parts = [header]
         if missing:
             parts.append(f"missing {len(missing)} keys: {describe_keys(missing)}")
         if unexpected:

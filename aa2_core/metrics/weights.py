@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..checkpoints.io import read_state_dict
+from ..checkpoints.loaders import raise_unless_fits
 from ..errors import CheckpointError, describe_keys
 
 # BatchNorm's step counter: unused in eval mode, absent from converted files (TF ports, old pickles)
@@ -30,15 +31,7 @@ def check_keys(expected: dict, sd: dict, source: str, what: str, ignore: tuple[s
     unexpected = [k for k in sd if k not in expected and not k.startswith(ignore)]
     wrong = [f"{k} {tuple(sd[k].shape)} (expected {tuple(v.shape)})"
              for k, v in expected.items() if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
-    if missing or unexpected or wrong:
-        parts = [f"{what}: {source} does not fit the network it should load into."]
-        if missing:
-            parts.append(f"missing {len(missing)} keys: {describe_keys(missing)}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} keys: {describe_keys(unexpected)}")
-        if wrong:
-            parts.append(f"{len(wrong)} shape mismatches: {'; '.join(wrong[:4])}")
-        raise CheckpointError("\n".join(parts))
+    raise_unless_fits(f"{what}: {source} does not fit the network it should load into.", missing, unexpected, wrong)
 
 
 def build(factory, sd: dict, source: str, what: str, ignore: tuple[str, ...] = ()) -> nn.Module:
