@@ -15,7 +15,10 @@ draws samples. One sample (``TrainingClip``), everything random from one generat
 * the skeleton rendered from the keypoints and the structured depth, the depth kept only on the skeleton
   (section 3.4);
 * the reference: a random frame of the whole clip (section 4.1), its character composited on a random
-  plain background, so the model learns to find the character itself.
+  plain background, so the model learns to find the character itself;
+* the keypoints of the target frames (after scale augmentation, before the EPI) for Animate-X's Implicit
+  Pose Indicator: the driving video is the clip itself, and at inference the IPI gets the driving video's
+  own keypoints while only the skeleton is retargeted, as the EPI changes only the skeleton here.
 
 The order of the random draws is fixed (clip, start, reference frame, background, scale, block counts,
 EPI), so a seed repeats a sample.
@@ -38,7 +41,7 @@ from ..conditions.objects import OBJECT_BACKGROUND
 from ..conditions.pose_indicator import PoseIndicatorConfig, apply_epi_plan, as_numpy_generator, sample_epi_plan
 from ..conditions.skeleton import render_skeleton
 from ..errors import AA2Error
-from ..pipeline.prepare import environment_frames
+from ..pipeline.prepare import environment_frames, keypoint_tensor
 from .dataset_format import CLIP_FILE, ClipRecord, read_clip, read_index
 
 # the smallest uint8 skeleton value whose float (value / 255) counts as skeleton for ``structured_depth``
@@ -58,6 +61,9 @@ class TrainingClip:
     depth: torch.Tensor | None  # [F, H, W] structured depth (zero off the skeleton)
     character_mask: torch.Tensor | None = None  # [F, H, W] 0/1, after scale augmentation
     info: dict = field(default_factory=dict)  # what was drawn: clip, start, reference frame, scale, EPI plan
+    # [F, 18, 3] the target frames' body keypoints (``keypoint_tensor``: x/W, y/H, confidence) after scale
+    # augmentation and before the EPI: the IPI's queries for the driving video, which here is the clip itself
+    keypoints: torch.Tensor | None = None
 
 
 class TrainingSet:
@@ -132,6 +138,7 @@ class TrainingSet:
             objects = None if window.objects is None else window.objects.float()
             depth = None if window.depth is None else window.depth.float()
         environment, env_mask = environment_frames(target, mask, self.size, generator=generator)
+        keypoints = keypoint_tensor(poses)  # no draw: the driving video's own keypoints, as the IPI sees them at inference
         plan = None
         if self.pose_indicator is not None:
             poses, plan = self._pose_indicator(poses, clip_index, generator)
@@ -142,7 +149,7 @@ class TrainingSet:
         return TrainingClip(
             frames=target, reference=reference, environment=environment, environment_mask=env_mask,
             objects=None if objects is None else cut_out_objects(target, objects), skeleton=skeleton,
-            depth=None if depth is None else skeleton_depth(depth, drawn), character_mask=mask,
+            depth=None if depth is None else skeleton_depth(depth, drawn), character_mask=mask, keypoints=keypoints,
             info={"clip": self.clips[clip_index]["name"], "start": start, "stride": self.stride, "reference": ref_index,
                   "scale": scale, "epi": plan})
 

@@ -46,16 +46,27 @@ register_group("all", "everything but the VAE and the image encoder: both UNets,
                {net: ("",) for net in NETS})
 
 
-def _build_mamba(models) -> None:
-    if models.denoising.mamba is None:
-        from ..models.mamba_temporal import MambaConfig
+def _build(group: str):
+    """build(models) for an Animate-X group: ``assembly.build_modules`` with its default config (the IPI at the
+    UNet's cross-attention width, i.e. the image encoder's embedding); a module already loaded from
+    ``--aa2-modules`` keeps its config and weights."""
+    def build(models) -> None:
+        from ..checkpoints.assembly import build_modules
 
-        models.denoising.add_mamba(MambaConfig())
+        build_modules(models, [group])
+    return build
 
 
 if hasattr(DenoisingNet, "add_mamba"):  # Animate-X modules present in this build
+    # The IPI trains in both stages. Its motion attention and cross-attention layers act frame by frame, and
+    # on one frame the keypoint encoder's transformer along the frames is a per-frame map (attention over a
+    # single frame is the identity mix: its value/FFN path learns, query/key wait for stage 2). The paper
+    # trains it only on clips (Animate-X, appendix: one stage, 32 frames); stage 2 is that setting.
+    register_group("ipi", "Animate-X's Implicit Pose Indicator: keypoint encoder, motion-token extractor and the motion "
+                   "attention after each spatial attention (built with its default config if absent; the driving "
+                   "video is the clip itself)", {"denoising": ("ipi.",)}, build=_build("ipi"))
     register_group("mamba", "Animate-X's Mamba temporal layers (built with their default config if absent)",
-                   {"denoising": ("mamba.",)}, build=_build_mamba)
+                   {"denoising": ("mamba.",)}, build=_build("mamba"))
 
 
 def parse_groups(text: str) -> list[str]:

@@ -18,21 +18,37 @@ from torch import nn
 
 from ..conditions.objects import OBJECT_BACKGROUND
 from ..pipeline import images
-from ..pipeline.prepare import encode_reference, prepare_conditions
+from ..errors import AA2Error
+from ..pipeline.prepare import driving_clip_features, encode_reference, prepare_conditions
 from ..pipeline.sampler import Models, network_inputs
 
 
 def clip_conditions(models, clip, device, dtype=None):
     """A training clip -> the same ``Conditions`` the sampler gets, through the one ``prepare`` path.
-    ``dtype``: the ReferenceNet's input dtype (default: its weights', which are half when it is frozen on a GPU)."""
+    ``dtype``: the ReferenceNet's input dtype (default: its weights', which are half when it is frozen on a GPU).
+
+    With an Implicit Pose Indicator in the DenoisingNet, the driving video is the clip itself: its keypoints
+    and its target frames' CLIP features (the frozen image encoder's ``embed``, as ``driving_clip_features``
+    at inference) turn the IPI on. A clip without keypoints (``keypoints=None``) leaves it off."""
     def encode(x):
         return images.vae_encode(models.vae, x)
 
     size = tuple(clip.frames.shape[1:3])
     reference_dtype = dtype or next(models.reference.parameters()).dtype
     reference = encode_reference(clip.reference, size, encode, models.image_encoder.embed, models.reference, device, reference_dtype)
+    keypoints = driving = None
+    if uses_ipi(models, clip):
+        keypoints = clip.keypoints
+        with torch.no_grad():
+            driving = driving_clip_features(clip.frames, models.image_encoder.embed)
     return prepare_conditions(reference, clip.skeleton, encode, depth=clip.depth, environment=clip.environment,
-                              environment_mask=clip.environment_mask, objects=clip.objects)
+                              environment_mask=clip.environment_mask, objects=clip.objects, keypoints=keypoints,
+                              driving_features=driving)
+
+
+def uses_ipi(models, clip) -> bool:
+    """The IPI is built into the net and the clip carries its keypoints."""
+    return getattr(models.denoising, "ipi", None) is not None and getattr(clip, "keypoints", None) is not None
 
 
 def fill_missing(clips: list) -> list:
@@ -74,6 +90,9 @@ class TrainStep(nn.Module):
         the batch it is in."""
         device = self.denoising.env_conv_in.weight.device
         clips = fill_missing(clips)
+        if getattr(self.denoising, "ipi", None) is not None and any(getattr(c, "keypoints", None) is None for c in clips):
+            raise AA2Error("the Implicit Pose Indicator is built, but a training clip has no keypoints (TrainingClip.keypoints); "
+                           "it would see no driving video")
         reference_trains = any(p.requires_grad for p in self.reference.parameters())
         conds, inputs, videos = [], [], []
         for clip in clips:

@@ -7,7 +7,8 @@
 Starts from the Moore-AnimateAnyone weights with the AA2 modules as exact no-ops and learns what
 ``--modules`` names with the paper's objective (v-prediction with the Moore schedule; section 3.1):
 ``aa2`` (environment input, object guider + spatial blending, depth-wise pose modulation; the default),
-``temporal`` (motion modules), ``all`` (both UNets, motion modules, pose guider), comma-combinable.
+``temporal`` (motion modules), ``ipi`` and ``mamba`` (Animate-X's Implicit Pose Indicator, whose driving video is the
+clip itself, and Mamba temporal layers), ``all`` (both UNets, motion modules, pose guider), comma-combinable.
 ``--stage 1`` trains on single frames without temporal layers, ``--stage 2`` on clips. The image
 embedding and reference are dropped together at random (``--uncond-prob``) so classifier-free guidance
 keeps working. Writes the ``aa2-modules`` file AA2 Model Loader reads; ``--run-dir`` holds checkpoints
