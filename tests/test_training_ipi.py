@@ -128,3 +128,33 @@ def test_cli_trains_ipi_and_mamba_and_the_file_changes_the_render(tmp_path, mode
     off = render(trained, cond)
     assert (on - base).abs().max() > 1e-3
     assert (on - off).abs().max() > 1e-5  # the trained IPI itself moves the output
+
+
+def test_lr_scale_gives_a_group_its_own_rate(models_dir, one_thread):
+    """--lr-scale ipi=0.01: the IPI's parameters form their own optimizer group at lr/100 (Animate-X's ratio), and
+    an SGD step moves them exactly 100x less than at the full rate; every other trainable parameter keeps lr."""
+    import argparse
+
+    from aa2_core.training.modules import parameter_groups, parse_lr_scales
+    from aa2_core.training.optim import make_optimizer
+
+    assert parse_lr_scales("ipi=0.01, mamba=2") == {"ipi": 0.01, "mamba": 2.0}
+    with pytest.raises(argparse.ArgumentTypeError, match="GROUP=FACTOR"):
+        parse_lr_scales("nose=0.1")
+    moved = {}
+    for scales in ({}, {"ipi": 0.01}):
+        torch.manual_seed(0)
+        models = assemble_from_folder(models_dir)
+        select_trainable(models, ["aa2", "ipi"], stage=1)
+        groups = parameter_groups(models, 0.5, scales)
+        ipi = {id(p) for p in models.denoising.ipi.parameters()}
+        if scales:
+            assert [(g["name"], g["lr"]) for g in groups] == [("default", 0.5), ("ipi", 0.005)]
+            assert {id(p) for p in groups[1]["params"]} == ipi and not ipi & {id(p) for p in groups[0]["params"]}
+        optimizer, _ = make_optimizer(groups, "sgd", 0.5)
+        query = models.denoising.ipi.indicator.queries
+        before = query.detach().clone()
+        query.grad = torch.ones_like(query)
+        optimizer.step()
+        moved[bool(scales)] = (query.detach() - before).abs().max().item()
+    assert moved[False] == pytest.approx(0.5) and moved[True] == pytest.approx(0.005)

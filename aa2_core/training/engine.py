@@ -23,7 +23,7 @@ from ..checkpoints.aa2_file import save_aa2_file
 from ..errors import AA2Error
 from ..pipeline.schedulers import make_scheduler
 from . import batches
-from .modules import count, select_trainable, trained_parts
+from .modules import count, parameter_groups, select_trainable, trained_parts
 from .optim import Progress, make_optimizer, warmup_schedule
 from .step import TrainStep
 from .validation import render_validation, validation_path
@@ -103,8 +103,9 @@ def train(args, source) -> dict:
     log = accelerator.print
     models, chosen = load_models(args, accelerator)
     step_module = TrainStep(models, make_scheduler("ddim", args.schedule), args.uncond_prob)
-    params = [p for p in step_module.parameters() if p.requires_grad]
-    optimizer, optimizer_name = make_optimizer(params, args.optimizer, args.lr)
+    groups = parameter_groups(models, args.lr, getattr(args, "lr_scale", None) or {})
+    params = [p for g in groups for p in g["params"]]
+    optimizer, optimizer_name = make_optimizer(groups, args.optimizer, args.lr)
     lr_schedule = warmup_schedule(optimizer, args.warmup_steps)
     progress = Progress()
     deepspeed = accelerator.state.deepspeed_plugin

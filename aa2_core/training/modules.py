@@ -7,6 +7,8 @@ Everything not chosen stays frozen (the VAE and the image encoder always are). N
 
 from __future__ import annotations
 
+import argparse
+
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -105,6 +107,35 @@ def select_trainable(models, groups: list[str], stage: int) -> dict[str, list[st
     if not chosen:
         raise AA2Error(f"--modules {','.join(groups)} leaves nothing to train" + (" in stage 1 (single images train no temporal layers)" if stage == 1 else ""))
     return chosen
+
+
+def parse_lr_scales(text: str) -> dict[str, float]:
+    """``"ipi=0.01,mamba=0.5"`` -> ``{"ipi": 0.01, "mamba": 0.5}`` (groups as ``--modules`` names them)."""
+    scales = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        name, _, value = item.partition("=")
+        if name not in GROUPS or not value:
+            raise argparse.ArgumentTypeError(f"--lr-scale expects GROUP=FACTOR with GROUP in {', '.join(GROUPS)}; got {item!r}")
+        scales[name] = float(value)
+    return scales
+
+
+def parameter_groups(models, lr: float, scales: dict[str, float]) -> list[dict]:
+    """Trainable parameters as optimizer groups: a group of ``--modules`` scaled by ``scales`` gets
+    ``lr * factor`` (Animate-X trains its pose indicator 100x slower than the rest), the others ``lr``."""
+    groups = []
+    taken: set[int] = set()
+    for group, factor in scales.items():
+        params = []
+        for net_name in NETS:
+            prefixes = GROUPS[group].prefixes.get(net_name, ())
+            params += [p for n, p in getattr(models, net_name).named_parameters()
+                       if prefixes and n.startswith(prefixes) and p.requires_grad and id(p) not in taken]
+        taken |= {id(p) for p in params}
+        if params:
+            groups.append({"params": params, "lr": lr * factor, "name": group})
+    rest = [p for net_name in NETS for p in getattr(models, net_name).parameters() if p.requires_grad and id(p) not in taken]
+    return ([{"params": rest, "lr": lr, "name": "default"}] if rest else []) + groups  # no empty group (8-bit AdamW)
 
 
 def trained_parts(state: dict[str, torch.Tensor], chosen: dict[str, list[str]]) -> dict[str, dict[str, torch.Tensor]]:

@@ -23,7 +23,7 @@ import time
 
 from ..errors import AA2Error
 from ..pipeline.options import Schedule
-from .modules import GROUPS, parse_groups
+from .modules import GROUPS, parse_groups, parse_lr_scales
 from .optim import OPTIMIZERS
 from .step import clip_conditions  # noqa: F401  (tests/test_prepare.py checks the trainer's prepare path through it)
 
@@ -41,6 +41,8 @@ def parser() -> argparse.ArgumentParser:
     what = p.add_argument_group("what trains")
     what.add_argument("--modules", default="aa2", type=parse_groups,
                       help="comma-separated groups: " + "; ".join(f"{g.name}: {g.help}" for g in GROUPS.values()))
+    what.add_argument("--lr-scale", type=parse_lr_scales, default={}, metavar="GROUP=FACTOR[,...]",
+                      help="learning rate of a module group times FACTOR, e.g. ipi=0.01 (Animate-X: the IPI 100x slower)")
     what.add_argument("--stage", type=int, default=2, choices=[1, 2], help="1: single frames, no temporal layers; 2: clips")
     what.add_argument("--fusion-blocks", default="full", choices=["full", "midup"])
 
