@@ -9,6 +9,7 @@ import textwrap
 import torch
 from safetensors.torch import load_file, safe_open, save_file
 
+from ..atomic import atomic_path
 from ..errors import CheckpointError, describe_keys
 
 SAFETENSORS_EXTENSIONS = (".safetensors", ".sft")
@@ -111,5 +112,5 @@ def write_safetensors(tensors: dict[str, torch.Tensor], path: str, metadata: dic
         clean[k] = v.clone().contiguous() if (ptr in seen or not v.is_contiguous()) else v
         if ptr is not None:
             seen.add(ptr)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    save_file(clean, os.fspath(path), metadata=metadata)
+    with atomic_path(path) as tmp:  # an interrupted save leaves the previous file whole
+        save_file(clean, tmp, metadata=metadata)
