@@ -27,7 +27,11 @@ def main(argv=None) -> int:
     if not argv or argv[0] not in COMMANDS:
         print(usage(), file=sys.stderr)
         return 2
-    return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
+    try:
+        return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
+    except KeyboardInterrupt:  # Ctrl-C: every writer leaves whole files only, so a line says it all
+        print(f"\n{argv[0]}: interrupted; files already written are complete, partial ones were removed", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
