@@ -37,6 +37,7 @@ JOINT_NAMES = (
 JOINT = {name: i for i, name in enumerate(JOINT_NAMES)}
 LEFT_HAND, RIGHT_HAND = 0, 1  # order of ``Pose.hands``; the person's own left / right
 DEFAULT_THRESHOLD = 0.3  # DWPose's visibility threshold
+FRAME_KEYS = {"people", "canvas_height", "canvas_width"}  # a POSE_KEYPOINT frame has at least one
 
 
 @dataclass
@@ -178,6 +179,13 @@ def _frame_list(pose_keypoint) -> list[dict]:
             "pose keypoints: expected POSE_KEYPOINT, a list with one dict per frame "
             f"({{'people': [...], 'canvas_height': H, 'canvas_width': W}}); got {type(pose_keypoint).__name__}"
         )
+    for i, frame in enumerate(pose_keypoint):
+        # a frame may omit 'people' (no one detected) but not every key: {"foo": 1} is some other JSON file
+        if not FRAME_KEYS & frame.keys():
+            raise AA2Error(
+                f"pose keypoints frame {i}: not POSE_KEYPOINT; expected {{'people': [...], 'canvas_height': H, "
+                f"'canvas_width': W}}; got the keys {sorted(map(str, frame))}"
+            )
     return list(pose_keypoint)
 
 

@@ -27,7 +27,8 @@ outside the crop are dropped. All frames are kept, at the video's own fps (``Tra
 
 It resumes: a clip whose ``clip.safetensors`` is complete at this size is not redone. A video that cannot be
 decoded, changes frame size, is shorter than --min-frames or lacks an input is skipped; ``dataset.json``
-lists it under "skipped" with the reason, and the others go on. Exit code 0 when the set has clips.
+lists it under "skipped" with the reason, and the others go on. Exit code 0 when the set has clips, 1 on an
+error, 130 when interrupted (Ctrl-C: the finished clips stay; the same command resumes).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import torch
 
 from ..conditions.keypoints import BODY_JOINTS, FACE_POINTS, HAND_JOINTS, Pose, parse_pose_keypoint
 from ..errors import AA2Error
-from .dataset_format import CLIP_FILE, INDEX_FILE, ClipRecord, clip_info, write_clip, write_index
+from .dataset_format import CLIP_FILE, INDEX_FILE, ClipRecord, clip_info, load_index, write_clip, write_index
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -57,6 +58,21 @@ class Skip(Exception):
 
 class ModelError(AA2Error):
     """A model named on the command line does not load: every video would fail, so the run stops."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during ``prepare``; ``done`` complete clips are in the set (the index lists them)."""
+
+    def __init__(self, done: int):
+        super().__init__(done)
+        self.done = done
+
+
+def readable(error: BaseException) -> str:
+    """An OS / ffmpeg error as its message alone: ``[Errno 1094995529] Invalid data ...: '/long/path'`` reads
+    as ``Invalid data ...`` (the caller names the file; PyAV's errno is ffmpeg's FourCC tag, noise to a user)."""
+    text = getattr(error, "strerror", None) or str(error)
+    return re.sub(r"\[Errno -?\d+\]\s*", "", text).strip() or type(error).__name__
 
 
 @dataclass
@@ -170,7 +186,7 @@ def decode_video(path: str, out_size: tuple[int, int], max_frames: int = 0, what
     try:
         container = av.open(path)
     except (av.FFmpegError, OSError) as e:
-        raise Skip(f"{what}: cannot open {os.path.basename(path)}: {e}") from e
+        raise Skip(f"{what}: cannot open {os.path.basename(path)}: {readable(e)}") from e
     with container:
         if not container.streams.video:
             raise Skip(f"{what}: {os.path.basename(path)} has no video stream")
@@ -189,7 +205,7 @@ def decode_video(path: str, out_size: tuple[int, int], max_frames: int = 0, what
                 if max_frames and len(frames) >= max_frames:
                     break
         except av.FFmpegError as e:
-            raise Skip(f"{what}: decoding failed at frame {len(frames)}: {e}") from e
+            raise Skip(f"{what}: decoding {os.path.basename(path)} failed at frame {len(frames)}: {readable(e)}") from e
     if not frames:
         raise Skip(f"{what}: no frame could be decoded from {os.path.basename(path)}")
     return np.stack(frames), fps, source
@@ -356,7 +372,7 @@ def _read_prompts(video: str) -> Optional[dict]:
         with open(path) as f:
             prompts = json.load(f)
     except (OSError, ValueError) as e:
-        raise Skip(f"prompts: cannot read {os.path.basename(path)}: {e}") from e
+        raise Skip(f"prompts: cannot read {os.path.basename(path)}: {readable(e)}") from e
     if not isinstance(prompts, dict) or "character" not in prompts:
         raise Skip(f'prompts: {os.path.basename(path)} must hold {{"character": {{...}}, "objects": [...]}}')
     return prompts
@@ -371,7 +387,7 @@ def poses_for(video, frames, source, scale, origin, options: Options, models: Mo
             with open(path) as f:
                 poses = parse_pose_keypoint(json.load(f), height=source[0], width=source[1])
         except (OSError, ValueError, AA2Error) as e:
-            raise Skip(f"keypoints: cannot read {os.path.basename(path)}: {e}") from e
+            raise Skip(f"keypoints: cannot read {os.path.basename(path)}: {readable(e)}") from e
         if len(poses) < len(frames):
             raise Skip(f"keypoints: {len(poses)} frames in {os.path.basename(path)}, the video has {len(frames)}")
         return crop_poses(poses[: len(frames)], scale, origin, out_size)
@@ -420,10 +436,9 @@ def _load_model(name: str, options: Options):
 def existing_clips(out: str, height: int, width: int) -> dict[str, dict]:
     """Complete clips already in ``out`` (name -> index entry); a set of another size is refused."""
     index_path = os.path.join(out, INDEX_FILE)
-    if os.path.isfile(index_path):
-        with open(index_path) as f:
-            index = json.load(f)
-        if (int(index.get("height", height)), int(index.get("width", width))) != (height, width):
+    if os.path.lexists(index_path):
+        index = load_index(index_path)  # broken or wrong-typed: say so, never overwrite it unread
+        if (index["height"], index["width"]) != (height, width):
             raise AA2Error(f"{out} holds a training set at {index['height']}x{index['width']}; "
                            f"asked for {height}x{width}: use another --out")
     found = {}
@@ -432,8 +447,8 @@ def existing_clips(out: str, height: int, width: int) -> dict[str, dict]:
         if not os.path.isfile(path):
             continue
         try:
-            info = clip_info(path)
-        except Exception:  # unreadable: redo it
+            info = clip_info(path)  # the header checked against the format: a damaged clip is redone
+        except AA2Error:
             continue
         if (info["height"], info["width"]) == (height, width):
             found[name] = {"name": name, "frames": info["frames"], "fps": info["fps"], "source": info["source"]}
@@ -442,33 +457,55 @@ def existing_clips(out: str, height: int, width: int) -> dict[str, dict]:
 
 def prepare(videos_dir: str, out: str, options: Options, progress: bool = True) -> dict:
     """Every video of ``videos_dir`` into ``out``; returns the index written (with "written" and "resumed" counts)."""
+    check_output_folder(out)
     videos = find_videos(videos_dir)
     if not videos:
         raise AA2Error(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) in {videos_dir}")
-    os.makedirs(out, exist_ok=True)
     clips = existing_clips(out, options.height, options.width)
-    names, skipped, written, resumed = clip_names(videos), [], 0, 0
+    os.makedirs(out, exist_ok=True)
+    names, skipped = clip_names(videos), []
+    counts = {"written": 0, "resumed": 0}
+    try:
+        _prepare_all(videos, names, out, options, clips, skipped, counts, progress)
+    except KeyboardInterrupt:  # every clip on disk is whole (atomic writes) and listed: report and let main exit
+        raise Interrupted(len(clips)) from None
+    write_index(out, options.height, options.width, list(clips.values()), skipped)
+    return {"clips": list(clips.values()), "skipped": skipped, **counts}
+
+
+def check_output_folder(out: str) -> None:
+    """``--out`` must be a folder or creatable as one: refused before any video is decoded."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise AA2Error(f"--out {out} is a file; expected a folder for the training set (created if missing)")
+    probe = os.path.abspath(out)
+    while not os.path.exists(probe):  # the nearest existing ancestor decides whether the folder can be made
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise AA2Error(f"--out {out}: {probe} is a file, so no folder can be made under it; expected a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise AA2Error(f"--out {out}: {probe} is not writable; expected a folder this user can write")
+
+
+def _prepare_all(videos, names, out, options: Options, clips: dict, skipped: list, counts: dict, progress: bool) -> None:
     models = Models(options)
     for video in _progress(videos, progress):
         name = names[video]
         if name in clips and clips[name]["source"] == os.path.basename(video):
-            resumed += 1
+            counts["resumed"] += 1
             continue
         try:
             record = prepare_video(video, options, models)
         except ModelError:
             raise
         except (Skip, AA2Error, ValueError, RuntimeError, OSError) as e:  # this video only; the others go on
-            reason = str(e) if isinstance(e, (Skip, AA2Error)) else f"{type(e).__name__}: {e}"
+            reason = str(e) if isinstance(e, (Skip, AA2Error)) else f"{type(e).__name__}: {readable(e)}"
             skipped.append({"source": os.path.basename(video), "reason": reason})
             write_index(out, options.height, options.width, list(clips.values()), skipped)
             continue
         write_clip(os.path.join(out, name), record)
         clips[name] = {"name": name, "frames": record.num_frames, "fps": record.fps, "source": record.source}
-        written += 1
+        counts["written"] += 1
         write_index(out, options.height, options.width, list(clips.values()), skipped)  # after every clip: resumable
-    write_index(out, options.height, options.width, list(clips.values()), skipped)
-    return {"clips": list(clips.values()), "skipped": skipped, "written": written, "resumed": resumed}
 
 
 def _progress(items: list, enabled: bool):
@@ -511,6 +548,10 @@ def main(argv=None) -> int:
     except AA2Error as e:
         print(f"error: {e}")
         return 1
+    except KeyboardInterrupt as e:
+        done = f"{e.done} clips done, " if isinstance(e, Interrupted) else ""
+        print(f"\ninterrupted; {done}run the same command again to resume")
+        return 130
     print(f"{args.out}: {result['written']} clips written, {result['resumed']} already done, {len(result['skipped'])} skipped"
           f" ({len(result['clips'])} clips in {INDEX_FILE})")
     for entry in result["skipped"]:
