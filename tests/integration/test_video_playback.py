@@ -3,7 +3,9 @@
 tests/integration/frontend/play_video.mjs loads the file from the test server (/api/view, as the ComfyUI UI
 does) into a bare <video> element, plays, pauses on the middle frame and takes a screenshot. The test
 reads the element's duration and size, and compares the screenshot with the frames PyAV decodes from the
-same file: it must be one of them, the one at the element's currentTime, not a blank or black box.
+same file: it must be one of them, the one at the element's currentTime, not a blank or black box. The script
+waits for the frame actually presented after the seek (requestVideoFrameCallback) and for two identical
+screenshots in a row, so a slow paint under load cannot show the previous frame.
 Skips, saying which, where node, Chromium or playwright-core is absent (bash scripts/setup_frontend_test.sh).
 """
 
@@ -55,7 +57,7 @@ def played(request, tmp_path_factory, workflow_videos):
     frames, fps = decoded_frames(path)
     middle = (FRAMES // 2 + 0.5) / fps  # inside the middle frame, not on a boundary
     shot = str(tmp_path_factory.mktemp("playback") / "frame.png")
-    run = subprocess.run(["node", os.path.join(FRONTEND, "play_video.mjs"), f"{server[0]}/api/view?{query}", str(middle), shot],
+    run = subprocess.run(["node", os.path.join(FRONTEND, "play_video.mjs"), f"{server[0]}/api/view?{query}", str(middle), shot, str(1 / fps)],
                          check=False, capture_output=True, text=True, timeout=120, env={**os.environ, "CHROMIUM": CHROMIUM})
     assert run.returncode == 0, f"play_video.mjs exited {run.returncode}:\n{run.stderr[-3000:]}"
     report = json.loads(run.stdout.strip().splitlines()[-1])
@@ -75,6 +77,9 @@ def test_chromium_decodes_the_video_and_knows_its_duration(played):
 def test_the_screenshot_shows_the_frame_at_the_current_time(played):
     report, frames, fps = played
     assert report["seeked"] == "seeked", report
+    # play_video.mjs waited for Chromium to present the frame at the seek target before the screenshot
+    assert report["presented_time"] is not None, report
+    assert int(report["presented_time"] * fps + 1e-3) == min(int(report["time"] * fps), len(frames) - 1), report
     shot = screenshot_pixels(report["screenshot"])
     assert shot.shape == frames.shape[1:]
     assert shot.std() > 0.03, f"blank screenshot (pixel std {shot.std():.4f})"

@@ -3,12 +3,13 @@
 // The page holds only a <video> element (no frontend), paused on the time asked for, drawn 4x larger
 // (nearest neighbour) so the screenshot holds the frame's own pixels. Requests to anything but the
 // server are aborted (closed network).
-// Usage: node play_video.mjs VIDEO_URL SECONDS OUT.png
+// Usage: node play_video.mjs VIDEO_URL SECONDS OUT.png [FRAME_SECONDS]
+// FRAME_SECONDS (one frame's duration) tells a presented frame at the seek target from a leftover one.
 import { chromium } from "playwright-core";
 
-const [url, seconds, out] = process.argv.slice(2);
+const [url, seconds, out, frameSeconds = "0.04"] = process.argv.slice(2);
 if (!url || !seconds || !out) {
-  console.error("usage: node play_video.mjs VIDEO_URL SECONDS OUT.png");
+  console.error("usage: node play_video.mjs VIDEO_URL SECONDS OUT.png [FRAME_SECONDS]");
   process.exit(2);
 }
 const origin = new URL(url).origin;
@@ -27,7 +28,7 @@ try {
     return new URL(requested).origin === origin ? route.continue() : route.abort();
   });
   await page.goto(blank, { waitUntil: "load" });
-  const state = await page.evaluate(async ([src, t]) => {
+  const state = await page.evaluate(async ([src, t, frame]) => {
     document.body.innerHTML = "";
     document.body.style.cssText = "margin:0;background:#000";
     const video = document.createElement("video");
@@ -47,24 +48,49 @@ try {
     video.src = src;
     document.body.appendChild(video);
     const first = await loaded;
-    let seeked = null;
+    let seeked = null, presented = null;
     if (first === "loadeddata") {
-      await video.play().catch(() => {});  // decoding really runs, then stop on the asked frame
-      video.pause();
-      const s = settle(["seeked", "error"]);
-      video.currentTime = t;
-      seeked = await s;
+      // drawn at its final size before the seek, so no re-layout happens after the frame is painted
       video.style.width = `${video.videoWidth * 4}px`;
       video.style.height = `${video.videoHeight * 4}px`;
+      await video.play().catch(() => {});  // decoding really runs, then stop on the asked frame
+      video.pause();
+      // "seeked" says the decoder is at t, not that the frame is on screen (under load the old frame stays
+      // painted a while): wait for the compositor to present a frame whose media time is the seek target's.
+      const frameAt = (target) => new Promise((resolve) => {
+        const timer = setTimeout(() => resolve(null), 20000);
+        const watch = () => video.requestVideoFrameCallback((now, meta) => {
+          if (meta.mediaTime <= target + 1e-3 && meta.mediaTime > target - frame) {  // the frame showing at target
+            clearTimeout(timer);
+            resolve(meta.mediaTime);
+          } else watch();  // a frame left over from playing: keep waiting
+        });
+        watch();
+      });
+      const s = settle(["seeked", "error"]);
+      const painted = frameAt(t);
+      video.currentTime = t;
+      seeked = await s;
+      presented = await painted;
       await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
     }
     return {
       can_play: probe, first_event: first, seeked, duration: Number.isFinite(video.duration) ? video.duration : String(video.duration),
       width: video.videoWidth, height: video.videoHeight, ready_state: video.readyState, time: video.currentTime,
+      presented_time: presented,
       error: video.error ? `${video.error.code}: ${video.error.message}` : null,
     };
-  }, [url, Number(seconds)]);
-  if (state.width) await page.locator("video").screenshot({ path: out });
+  }, [url, Number(seconds), Number(frameSeconds)]);
+  if (state.width) {
+    // the page may still be compositing: take screenshots until two in a row are the same picture
+    let previous = null;
+    for (let i = 0; i < 20; i++) {
+      const shot = await page.locator("video").screenshot({ path: out });
+      if (previous && shot.equals(previous)) break;
+      previous = shot;
+      await page.waitForTimeout(100);
+    }
+  }
   console.log(JSON.stringify({ ...state, screenshot: state.width ? out : null }));
 } finally {
   await browser.close();
