@@ -46,9 +46,10 @@ class StitchMode(Choice):
 
 
 class Fusion(Choice):
-    PYRAMID = "pyramid"
-    LINEAR = "linear"
-    FLAT = "flat"
+    # "linear" (ramps over the overlap only) was removed: normalised, it gave the pyramid's weights exactly,
+    # since two linear ramps across one overlap always cross-fade in the same ratio.
+    PYRAMID = "pyramid"  # weight grows with the distance to the window's edge: a linear cross-fade over overlaps
+    FLAT = "flat"  # plain average
 
 
 class ContextSchedule(Choice):

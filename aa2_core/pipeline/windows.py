@@ -55,27 +55,19 @@ def context_windows(num_frames: int, length: int, overlap: int,
 def fusion_weights(windows: list[torch.Tensor], num_frames: int, mode: Fusion = Fusion.PYRAMID) -> list[torch.Tensor]:
     """Per-window frame weights, normalised so that for every frame they sum to one over the windows.
 
-    ``flat`` averages; ``linear`` and ``pyramid`` favour a window's centre (linear ramps over the
-    overlap only, pyramid over the whole window), which hides window seams.
+    ``flat`` averages; ``pyramid`` weighs a frame by its distance to the window's edge, so across an
+    overlap one window fades out linearly as the next fades in, which hides window seams.
     """
     mode = Fusion.parse(mode, "fusion")
-    raw = [_window_profile(len(w), mode, overlap=_overlap(windows)) for w in windows]
+    raw = [_window_profile(len(w), mode) for w in windows]
     total = torch.zeros(num_frames)
     for w, weights in zip(windows, raw):
         total.index_add_(0, w, weights)
     return [weights / total[w] for w, weights in zip(windows, raw)]
 
 
-def _overlap(windows: list[torch.Tensor]) -> int:
-    """Frames shared by neighbouring windows (the largest such count)."""
-    return max((len(set(a.tolist()) & set(b.tolist())) for a, b in zip(windows, windows[1:])), default=0)
-
-
-def _window_profile(length: int, mode: str, overlap: int) -> torch.Tensor:
-    if mode == "flat" or length == 1:
+def _window_profile(length: int, mode: Fusion) -> torch.Tensor:
+    if mode == Fusion.FLAT or length == 1:
         return torch.ones(length)
     position = torch.arange(length, dtype=torch.float32)
-    distance_to_edge = torch.minimum(position, length - 1 - position) + 1  # 1 at the edges
-    if mode == "pyramid":
-        return distance_to_edge
-    return torch.clamp(distance_to_edge / (overlap + 1), max=1.0)
+    return torch.minimum(position, length - 1 - position) + 1  # pyramid: 1 at the edges
