@@ -177,22 +177,22 @@ def write_index(root: str, height: int, width: int, clips: list[dict], skipped: 
 def load_index(path: str) -> dict:
     """A ``dataset.json`` with its fields checked (not its clips); raises ``AA2Error`` naming the file and what
     is wrong. ``prepare`` resuming into a folder and the trainer both read the index through this."""
-    expected = f"expected the {INDEX_FILE} `python -m aa2_core prepare` writes"
+    fix = "delete it and run `python -m aa2_core prepare` again: it rebuilds the index from the clip files"
     try:
         with open(path, encoding="utf-8") as f:
             index = json.load(f)
     except (OSError, UnicodeDecodeError) as e:
-        raise AA2Error(f"{path}: cannot be read ({getattr(e, 'strerror', None) or e}); {expected}") from None
+        raise AA2Error(f"{path}: cannot be read ({getattr(e, 'strerror', None) or e}); expected a JSON file") from None
     except json.JSONDecodeError as e:
-        raise AA2Error(f"{path}: not valid JSON ({e}); {expected}") from None
+        raise AA2Error(f"{path}: not valid JSON ({e}); {fix}") from None
     if not isinstance(index, dict):
-        raise AA2Error(f"{path}: holds a JSON {type(index).__name__}; {expected}: an object "
-                       '{"format", "version", "height", "width", "clips", "skipped"}')
+        raise AA2Error(f"{path}: holds a JSON {type(index).__name__}, expected an object "
+                       f"{{format, version, height, width, clips, skipped}}; {fix}")
     if index.get("format") != FORMAT or index.get("version") != VERSION:
         raise AA2Error(f"{path}: expected format {FORMAT} version {VERSION}; got {index.get('format')!r} {index.get('version')!r}")
     problem = _index_problem(index)
     if problem:
-        raise AA2Error(f"{path}: {problem}; {expected}")
+        raise AA2Error(f"{path}: {problem}; {fix}")
     return index
 
 
