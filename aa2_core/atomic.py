@@ -79,10 +79,10 @@ def check_output_file(path: str, flag: str, extensions: tuple[str, ...] | None =
     a read-only place, or an extension the writer does not produce. Returns the absolute path."""
     path = os.path.abspath(os.fspath(path))
     ext = os.path.splitext(path)[1].lower()
+    if os.path.isdir(path):  # first: a folder's "extension" says nothing
+        raise AA2Error(f"{flag} {path} is an existing folder; expected a file name")
     if extensions is not None and ext not in extensions:
         raise AA2Error(f"{flag} {path}: the extension {ext or '(none)'!r} is not one this writes; expected {' or '.join(extensions)}")
-    if os.path.isdir(path):
-        raise AA2Error(f"{flag} {path} is an existing folder; expected a file name")
     folder = os.path.dirname(path)
     probe = folder
     while not os.path.exists(probe):  # the nearest existing ancestor decides whether the folders can be made

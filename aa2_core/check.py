@@ -62,6 +62,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not args.models and not args.tiny:
         parser.error("give --models DIR or --tiny")
+    if args.models and os.path.exists(args.models) and not os.path.isdir(args.models):
+        print(f"error: --models {args.models} is a file; expected a ComfyUI-style models folder")
+        return 1
     if not args.models:  # tiny models in a folder removed again on the way out
         with tempfile.TemporaryDirectory(prefix="aa2_tiny_models_") as scratch:
             return _check(args, scratch)

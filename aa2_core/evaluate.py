@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from .atomic import atomic_path, check_output_file
 from .errors import AA2Error
 from .metrics import clips, frames, frechet, i3d, inception, inputs, lpips, resnet3d
 from .metrics.resnet3d import MEAN as KINETICS_MEAN
@@ -242,6 +243,8 @@ def main(argv=None) -> int:
             raise AA2Error("--lpips-backbone goes with --lpips (the lpips package's linear-layer file)")
         if args.clip_frames < 1 or args.batch < 1:
             raise AA2Error("--clip-frames and --batch must be at least 1")
+        if args.json:  # before the metrics run, not after
+            check_output_file(args.json, "--json")
         report = evaluate(args.generated, args.truth, files, args.device, args.batch, args.clip_frames,
                           log=lambda s: print(s, file=sys.stderr))
     except AA2Error as e:
@@ -249,8 +252,7 @@ def main(argv=None) -> int:
         return 1
     print(table(report))
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
+        with atomic_path(args.json) as tmp, open(tmp, "w") as f:  # an interrupted write keeps the previous file
             json.dump(_json_safe(report), f, indent=2, allow_nan=False)
     return 0
 

@@ -13,6 +13,7 @@ from fractions import Fraction
 import numpy as np
 import torch
 
+from .atomic import atomic_path
 from .errors import AA2Error
 
 # audio codecs an mp4 holds and browsers play: copied packet for packet; anything else becomes AAC
@@ -38,8 +39,7 @@ def _av():
 def read_image(path: str) -> torch.Tensor:
     """``[1, H, W, C]`` float 0..1 (C = 4 if the file has alpha, so the caller can refuse it)."""
     cv2 = _cv2()
-    if not os.path.isfile(path):
-        raise AA2Error(f"image not found: {path}")
+    _check_file(path, "image")
     data = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if data is None:
         raise AA2Error(f"could not read {path} as an image")
@@ -50,10 +50,16 @@ def read_image(path: str) -> torch.Tensor:
     return torch.from_numpy(data[..., order].astype(np.float32) / scale)[None]
 
 
+def _check_file(path: str, kind: str) -> None:
+    if os.path.isdir(path):
+        raise AA2Error(f"{path} is a folder, expected {'an' if kind[0] in 'aeiou' else 'a'} {kind} file")
+    if not os.path.isfile(path):
+        raise AA2Error(f"{kind} not found: {path}")
+
+
 def _open(path: str):
     av = _av()
-    if not os.path.isfile(path):
-        raise AA2Error(f"video not found: {path}")
+    _check_file(path, "video")
     try:
         return av.open(path)
     except av.FFmpegError as e:
@@ -68,13 +74,22 @@ def read_video(path: str, max_frames: int | None = None) -> tuple[torch.Tensor, 
         stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.guessed_rate or 24)
         frames = []
-        for frame in container.decode(stream):
-            if max_frames is not None and len(frames) >= max_frames:
-                break
-            frames.append(torch.from_numpy(frame.to_ndarray(format="rgb24")))
+        try:
+            for frame in container.decode(stream):
+                if max_frames is not None and len(frames) >= max_frames:
+                    break
+                frames.append(torch.from_numpy(frame.to_ndarray(format="rgb24")))
+        except _av().FFmpegError as e:  # a cut or damaged file fails part-way through, not at open
+            raise AA2Error(f"{path}: could not decode frame {len(frames)} ({_av_reason(e)}); "
+                           "the file may be truncated or damaged") from e
     if not frames:
         raise AA2Error(f"could not read any frame from {path}")
     return torch.stack(frames).float() / 255.0, fps
+
+
+def _av_reason(e) -> str:
+    """PyAV's message without its errno prefix (``[Errno 1094995529] Invalid data ...``)."""
+    return getattr(e, "strerror", None) or str(e)
 
 
 def video_rate(fps: float) -> Fraction:
@@ -88,7 +103,8 @@ def write_video(path: str, frames: torch.Tensor, fps: float = 24.0, audio_from: 
     """Write ``[T, H, W, 3]`` 0..1 frames as an H.264 (yuv420p) mp4 that browsers play inline.
 
     ``audio_from``: a video or audio file whose first audio stream is carried over (cut to the video's
-    length); a file without audio is fine, the output then has none.
+    length); a file without audio is fine, the output then has none. Written to a temporary name and renamed
+    when whole, so an interrupted write leaves any previous file as it was.
     """
     av = _av()
     t, h, w, c = frames.shape
@@ -96,14 +112,13 @@ def write_video(path: str, frames: torch.Tensor, fps: float = 24.0, audio_from: 
         raise AA2Error(f"write_video needs [T, H, W, 3] frames with T > 0, got {tuple(frames.shape)}")
     if h % 2 or w % 2:  # yuv420p halves the chroma planes
         raise AA2Error(f"H.264 needs an even width and height, got {w}x{h}")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     rate = video_rate(fps)
     pixels = (frames.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-    with ExitStack() as stack:
+    with atomic_path(path) as tmp, ExitStack() as stack:  # the container closes (and flushes) before the rename
         src = stack.enter_context(_open(audio_from)) if audio_from is not None else None
         sound = src.streams.audio[0] if src is not None and src.streams.audio else None
         # faststart: the index first, so a browser starts playing before the whole file is in
-        out = stack.enter_context(av.open(path, "w", format="mp4", options={"movflags": "+faststart"}))
+        out = stack.enter_context(av.open(tmp, "w", format="mp4", options={"movflags": "+faststart"}))
         video = out.add_stream("libx264", rate=rate)
         video.width, video.height, video.pix_fmt = w, h, "yuv420p"
         video.options = {"crf": str(crf)}

@@ -18,6 +18,9 @@ WRAPPER_KEYS = ("state_dict", "module", "model")
 ANSI_CODES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 # torch's weights_only refusal puts the reason after advice we must not pass on (load with weights_only=False)
 UNPICKLER_REASON = re.compile(r"WeightsUnpickler error:\s*(.+)", re.S)
+# torch's own lines around the reason (its advice, its version notes, its documentation link); torch 2.13 gives
+# some refusals (``unsupported GLOBAL posix.system``) without the "WeightsUnpickler error:" marker
+TORCH_ADVICE = re.compile(r"weights.only|check the documentation|please file an issue|trusted source", re.I)
 REASON_CHARS = 300
 
 
@@ -69,7 +72,8 @@ def _reason(e: Exception) -> str:
     if unpickler:
         text = re.split(r"(?<=\.)\s", unpickler.group(1).strip(), maxsplit=1)[0]  # its first sentence
     lines = [line for line in text.splitlines() if line.strip()]
-    return textwrap.shorten(lines[0] if lines else type(e).__name__, REASON_CHARS, placeholder=" ...")
+    telling = [line for line in lines if not TORCH_ADVICE.search(line)] or lines
+    return textwrap.shorten(telling[0] if telling else type(e).__name__, REASON_CHARS, placeholder=" ...")
 
 
 def unwrap_state_dict(state, path: str = "<memory>", what: str = "weights") -> dict[str, torch.Tensor]:

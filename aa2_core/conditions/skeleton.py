@@ -68,6 +68,9 @@ HAND_DOT_COLOR = (0, 0, 255)
 FACE_DOT_RADIUS = 3
 FACE_DOT_COLOR = (255, 255, 255)
 EPS = 0.01  # the reference's test on truncated pixel coordinates: x > 0.01 means x >= 1
+# Coordinates are clipped to +-this many pixels before drawing: OpenCV takes 32-bit ints, so a keypoint at 1e12
+# would not even parse. 2^20 is 64 times ComfyUI's largest canvas, so no drawable skeleton is ever clipped.
+COORD_LIMIT = float(2**20)
 # (uint8 value * 0.6) truncated, for every value: the reference's float64 multiply, as a lookup table
 LIMB_ALPHA_LUT = (np.arange(256, dtype=np.uint8) * LIMB_ALPHA).astype(np.uint8)
 
@@ -116,6 +119,7 @@ def render_pose(pose: Pose, height: int, width: int, draw_hands: bool = True, dr
 
 def draw_body(canvas: np.ndarray, body: np.ndarray) -> np.ndarray:
     """Limbs at 0.6 brightness, then joint dots at full colour. Returns the (new) canvas."""
+    body = _safe(body)
     valid = body[:, 2] > 0
     for i in range(DRAWN_LIMBS):
         a, b = (j - 1 for j in LIMB_SEQUENCE[i])
@@ -157,10 +161,20 @@ def draw_face_dots(canvas: np.ndarray, face: np.ndarray) -> None:
 def _drawable_pixels(points: np.ndarray) -> list:
     """Truncated pixel coordinates of valid points that pass the reference ``> eps`` test, else None."""
     pixels = []
-    for x, y, c in points:
+    for x, y, c in _safe(points):
         xi, yi = int(x), int(y)
         pixels.append((xi, yi) if c > 0 and xi > EPS and yi > EPS else None)
     return pixels
+
+
+def _safe(points: np.ndarray) -> np.ndarray:
+    """Points with x and y clipped to +-COORD_LIMIT (a new array; the caller's is left alone)."""
+    points = np.asarray(points, dtype=np.float64)
+    if np.abs(points[:, :2]).max(initial=0.0) <= COORD_LIMIT:
+        return points
+    out = points.copy()
+    np.clip(out[:, :2], -COORD_LIMIT, COORD_LIMIT, out=out[:, :2])
+    return out
 
 
 def _check_size(height, width) -> None:

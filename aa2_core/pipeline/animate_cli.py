@@ -11,11 +11,14 @@ without --video), with the driving video's audio where it has any. Weights come 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import tempfile
 import time
 
 import torch
 
+from ..atomic import check_output_file
 from ..errors import AA2Error
 from ..video_io import read_image, read_video, write_video
 from . import images
@@ -34,6 +37,7 @@ def build_conditions(models, ref, poses, driving=None, mask=None, device="cpu", 
     """
     poses = images.check_rgb(poses, "pose video")
     size = output_size(*poses.shape[1:3])
+    driving, mask = fit_scene(poses, driving, mask)  # cheap checks before the encoders run
 
     def encode(x):
         return images.vae_encode(models.vae, x)
@@ -42,18 +46,91 @@ def build_conditions(models, ref, poses, driving=None, mask=None, device="cpu", 
         reference = encode_reference(ref, size, encode, lambda image: models.image_encoder.embed(image, clip_preprocess),
                                      models.reference, device, dtype)
     scene = environment = None
-    if driving is not None or mask is not None:
-        if driving is None or mask is None:
-            raise AA2Error("--video (keep the scene) and --mask (a video of the character's mask) come together")
-        frames = poses.shape[0]
-        if driving.shape[0] < frames or mask.shape[0] < frames:
-            raise AA2Error(f"driving video ({driving.shape[0]}) and mask ({mask.shape[0]}) need at least as many frames as the poses ({frames})")
-        driving = images.resize(images.check_rgb(driving, "driving video")[:frames], *size)
-        environment = environment_frames(driving, mask[:frames, ..., 0], size)
+    if driving is not None:
+        driving = images.resize(driving, *size)
+        environment = environment_frames(driving, mask[..., 0], size)
         scene = (driving, environment[1])
     cond = prepare_conditions(reference, poses, encode, environment=None if environment is None else environment[0],
                               environment_mask=None if environment is None else environment[1], feather=feather)
     return cond, scene
+
+
+def fit_scene(poses, driving, mask, video="driving video", mask_name="mask"):
+    """The driving video and its mask cut to the poses' frames and brought to their size: the same aspect is a
+    logged resize, another aspect an error (``images.fit_size``). ``(None, None)`` without a scene."""
+    if driving is None and mask is None:
+        return None, None
+    if driving is None or mask is None:
+        raise AA2Error("--video (keep the scene) and --mask (a video of the character's mask) come together")
+    frames = poses.shape[0]
+    if driving.shape[0] < frames or mask.shape[0] < frames:
+        raise AA2Error(f"{video} ({driving.shape[0]} frames) and {mask_name} ({mask.shape[0]}) need at least as many "
+                       f"frames as the poses ({frames})")
+    driving, mask = images.check_rgb(driving, video)[:frames], mask[:frames]
+    if images.fit_size(mask.shape[1:3], driving.shape[1:3], mask_name, video):
+        mask = images.resize(mask, *driving.shape[1:3])
+    if images.fit_size(driving.shape[1:3], poses.shape[1:3], video, "the pose video"):
+        driving, mask = images.resize(driving, *poses.shape[1:3]), images.resize(mask, *poses.shape[1:3])
+    return driving, mask
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this torch cannot use before any model loads (torch's own error comes deep inside)."""
+    try:
+        kind = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise AA2Error(f"--device {device!r} is not a device; expected cpu, cuda, cuda:N or mps") from None
+    if kind.type == "cuda":
+        if not torch.backends.cuda.is_built():
+            raise AA2Error(f"--device {device}: CUDA is not available in this torch build ({torch.__version__}); "
+                           "use --device cpu, or install a CUDA build of torch")
+        if not torch.cuda.is_available() or (kind.index or 0) >= torch.cuda.device_count():
+            raise AA2Error(f"--device {device}: no GPU there (this machine shows {torch.cuda.device_count()} CUDA "
+                           "devices); use --device cpu or another cuda:N")
+    elif kind.type == "mps" and not torch.backends.mps.is_available():
+        raise AA2Error(f"--device {device}: MPS is not available on this machine; use --device cpu")
+    elif kind.type not in ("cpu", "cuda", "mps"):
+        raise AA2Error(f"--device {device}: expected cpu, cuda, cuda:N or mps")
+
+
+def check_path(path: str | None, flag: str, kind: str) -> None:
+    """An input file named by a flag exists and is a file (a folder or a missing file is named up front)."""
+    if path is None:
+        return
+    if os.path.isdir(path):
+        raise AA2Error(f"{flag} {path} is a folder, expected {kind}")
+    if not os.path.isfile(path):
+        raise AA2Error(f"{flag} {path}: file not found; expected {kind}")
+
+
+class Progress:
+    """The sampler's step callback: tqdm's bar on a terminal; elsewhere (a log file, CI) a line now and then
+    with the rate and the time left, never a carriage return that glues the steps into one line."""
+
+    def __init__(self, stream=None, every: float = 10.0):
+        self.stream = stream or sys.stdout
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.every, self.bar = every, None
+        self.start = self.last = time.perf_counter()
+
+    def __call__(self, done: int, total: int, _latents=None) -> None:
+        if self.tty:
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, unit="step", file=self.stream, dynamic_ncols=True)
+            self.bar.update(done - self.bar.n)
+            return
+        now = time.perf_counter()
+        if done not in (1, total) and now - self.last < self.every:
+            return
+        self.last, rate = now, (now - self.start) / max(done, 1)
+        left = int(rate * (total - done))
+        print(f"step {done}/{total}  {rate:.2f} s/step  ETA {left // 60}:{left % 60:02d}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def tiny_inputs(frames: int = 8, size: int = 64):
@@ -90,8 +167,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .mp4")
     p.add_argument("--tiny", action="store_true", help="tiny random models and inputs")
     p.add_argument("--frames", type=int, help="use at most this many frames (at least 1)")
-    p.add_argument("--steps", type=int, default=25)
-    p.add_argument("--cfg", type=float, default=3.5)
+    p.add_argument("--steps", type=int, default=25, help="denoising steps (at least 1)")
+    p.add_argument("--cfg", type=float, default=3.5, help="guidance scale, a finite number (1 = no guidance)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scheduler", default=SchedulerName.DDIM.value, choices=SchedulerName.values())
     p.add_argument("--stitching", default=StitchMode.MOTION_FRAMES.value, choices=StitchMode.values())
@@ -121,40 +198,52 @@ def main(argv=None) -> int:
         p.error("give --ref, --poses and --models (or --tiny)")
     with tempfile.TemporaryDirectory(prefix="aa2_tiny_models_") as scratch:
         try:
+            # everything a user can get wrong is refused here, before any model loads or any step runs
+            check_device(args.device)
+            check_output_file(args.out, "--out", (".mp4",))  # the writer makes H.264 mp4 only
             if args.frames is not None and args.frames < 1:
                 raise AA2Error(f"--frames must be at least 1, got {args.frames}")
+            if args.feather < 0:
+                raise AA2Error(f"--feather must be 0 or more, got {args.feather}")
+            check_path(args.aa2_modules, "--aa2-modules", "an aa2-modules .safetensors file (from python -m aa2_core train)")
+            if args.models and os.path.exists(args.models) and not os.path.isdir(args.models):
+                raise AA2Error(f"--models {args.models} is a file; expected a ComfyUI-style models folder")
+            if args.tiny:
+                args.clip_length, args.motion_frames = min(args.clip_length, 4), min(args.motion_frames, 1)
+            settings = settings_from(args)
             if args.tiny:
                 from ..check import write_tiny_models_dir
 
                 models_dir = args.models or scratch
-                write_tiny_models_dir(models_dir)
                 ref, poses = tiny_inputs(args.frames or 8)
                 fps, driving, mask = 8.0, None, None
-                args.clip_length, args.motion_frames = min(args.clip_length, 4), min(args.motion_frames, 1)
             else:
-                models_dir, ref = args.models, read_image(args.ref)
+                models_dir = args.models
+                ref = images.check_reference(read_image(args.ref), f"--ref {args.ref}")
                 poses, fps = read_video(args.poses, args.frames)
                 driving = None
                 if args.video:  # the output keeps the driving video's timing
                     driving, fps = read_video(args.video, args.frames)
                 mask = read_video(args.mask, args.frames)[0] if args.mask else None
-            settings = settings_from(args)
+                driving, mask = fit_scene(images.check_rgb(poses, f"--poses {args.poses}"), driving, mask,
+                                          f"--video {args.video}", f"--mask {args.mask}")
             t0 = time.perf_counter()
+            if args.tiny:
+                write_tiny_models_dir(models_dir)
             models = assemble_from_folder(models_dir, args.aa2_modules, args.fusion_blocks)
             for net in (models.denoising, models.reference, models.pose, models.image_encoder):
                 net.to(args.device, dtype)
             models.vae.to(args.device)
             cond, scene = build_conditions(models, ref, poses, driving, mask, args.device, dtype, args.clip_preprocess, args.feather)
-
-            def progress(done, total, _):
-                print(f"\rstep {done}/{total}", end="", flush=True)
-
+            progress = Progress()
             sampler = Sampler(Models(models.denoising, models.pose), settings, device=args.device, dtype=dtype, on_step=progress)
-            frames = images.vae_decode(models.vae, sampler.sample(cond))
+            latents = sampler.sample(cond)
+            progress.close()
+            frames = images.vae_decode(models.vae, latents)
             if scene is not None:  # the driving video's own pixels outside the mask
                 frames = composite_environment(frames, *scene)
             write_video(args.out, frames, fps, audio_from=sound_source(args))
-            print(f"\nwrote {frames.shape[0]} frames {frames.shape[2]}x{frames.shape[1]} to {args.out} in {time.perf_counter() - t0:.1f} s")
+            print(f"wrote {frames.shape[0]} frames {frames.shape[2]}x{frames.shape[1]} to {args.out} in {time.perf_counter() - t0:.1f} s")
             return 0
         except AA2Error as e:
             print(f"error: {e}")

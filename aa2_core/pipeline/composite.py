@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from ..conditions.environment import feathered
 from ..errors import AA2Error
+from .images import fit_size
 
 
 def composite_environment(generated: torch.Tensor, environment: torch.Tensor, mask: torch.Tensor, feather: int = 2,
@@ -18,6 +19,9 @@ def composite_environment(generated: torch.Tensor, environment: torch.Tensor, ma
             f"mask {mask.shape[0]}; they must match"
         )
     h, w = generated.shape[1:3]
+    # another aspect is an error, another size at the same aspect a logged resize (below)
+    fit_size(environment.shape[1:3], (h, w), "environment", "the generated frames")
+    fit_size(mask.shape[1:], (h, w), "environment_mask", "the generated frames")
     out = torch.empty_like(generated)
     for i in range(0, generated.shape[0], chunk):
         env = environment[i : i + chunk].float()

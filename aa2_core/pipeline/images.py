@@ -5,12 +5,20 @@ Images follow ComfyUI: ``[frames, height, width, 3]`` float 0..1.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
 
+from ..conditions.environment import latent_aligned_size
 from ..errors import AA2Error
 from .options import ClipPreprocess
 
+log = logging.getLogger("aa2_core")
+
+# A reference smaller than this (shorter side) or more elongated than this carries no usable character
+MIN_REFERENCE_SIDE = 32
+MAX_REFERENCE_ASPECT = 4.0
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -29,6 +37,42 @@ def check_rgb(images: torch.Tensor, what: str) -> torch.Tensor:
     if channels != 3:
         raise AA2Error(f"{what} must have 3 colour channels, got {channels}")
     return images
+
+
+def same_aspect(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """Two ``(height, width)`` sizes of one shape: within 1 %, or a pixel of rounding at either size."""
+    (h, w), (hh, ww) = a, b
+    return abs(h * ww - hh * w) <= max(0.01 * max(h * ww, hh * w), h, w, hh, ww)
+
+
+def fit_size(have: tuple[int, int], want: tuple[int, int], what: str, of: str) -> bool:
+    """Whether an input of size ``have`` must be resized to ``want`` (both ``(height, width)``).
+
+    The same size, or one the size rule rounds to the same multiples of 8, passes quietly; the same aspect
+    is resized with a warning naming both sizes; another aspect is an error, never a silent stretch.
+    """
+    have, want = tuple(int(v) for v in have), tuple(int(v) for v in want)
+    if have == want:
+        return False
+    (h, w), (hh, ww) = have, want
+    if not same_aspect(have, want):
+        raise AA2Error(f"{what} is {w}x{h} but {of} is {ww}x{hh}, another aspect ratio; expected {ww}x{hh} "
+                       f"(or the same shape at another size): stretching would distort it")
+    if latent_aligned_size(h, w) != latent_aligned_size(hh, ww):  # beyond the size rule's rounding: say so
+        log.warning("%s is %dx%d but %s is %dx%d: resizing it to %dx%d", what, w, h, of, ww, hh, ww, hh)
+    return True
+
+
+def check_reference(image: torch.Tensor, what: str = "reference image") -> torch.Tensor:
+    """An RGB reference big and square enough to hold a character; a thumbnail or a sliver is refused."""
+    image = check_rgb(image, what)
+    h, w = image.shape[1:3]
+    if min(h, w) < MIN_REFERENCE_SIDE:
+        raise AA2Error(f"{what} is {w}x{h} pixels; expected at least {MIN_REFERENCE_SIDE} pixels on each side")
+    if max(h, w) > MAX_REFERENCE_ASPECT * min(h, w):
+        raise AA2Error(f"{what} is {w}x{h} pixels, an aspect ratio of {max(h, w) / min(h, w):.0f}:1; "
+                       f"expected at most {MAX_REFERENCE_ASPECT:.0f}:1 (crop it to the character)")
+    return image
 
 
 def resize(images: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -6,6 +6,7 @@ String enums, so a value read from a workflow widget or a command-line flag (``"
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -105,6 +106,8 @@ class SamplerSettings:
             raise AA2Error(f"stitching must be a Stitching, got {type(self.stitching).__name__}")
         if self.steps < 1:
             raise AA2Error(f"steps must be at least 1, got {self.steps}")
+        if not math.isfinite(self.cfg):  # nan guidance turns every latent into nan: a black video, no error
+            raise AA2Error(f"cfg must be a finite number (1 = no guidance), got {self.cfg}")
         if not 0 <= self.seed < 2**64:
             raise AA2Error(f"seed must be in [0, 2^64), got {self.seed}")
 

@@ -76,8 +76,13 @@ def encode_reference(image: torch.Tensor, size: tuple[int, int], encode: Encode,
     the VAE sees it resized to ``size``. Gradients flow where the caller allows them (the trainer may train
     the ReferenceNet).
     """
-    image = images.check_rgb(image, "reference image")[:1]
-    latents = encode(images.resize(image, *_checked_size(size))).float()
+    image = images.check_reference(image, "reference image")[:1]
+    size = _checked_size(size)
+    if not images.same_aspect(image.shape[1:3], size):  # Moore squashes the reference too; say so
+        images.log.warning("reference image is %dx%d but the output is %dx%d: it is squashed to the output's shape; "
+                           "crop it to that aspect to keep the character's proportions", image.shape[2], image.shape[1],
+                           size[1], size[0])
+    latents = encode(images.resize(image, *size)).float()
     embeds = embed(image).float()
     device = device or latents.device
     tokens = reference_net(latents.to(device, dtype), embeds.to(device, dtype))
@@ -108,6 +113,7 @@ def prepare_conditions(reference: Reference, skeleton: torch.Tensor, encode: Enc
             (height, width), encode, feather)
     if objects is not None:
         frames_in = images.check_rgb(_frames_checked(objects, frames, "objects"), "objects")
+        images.fit_size(frames_in.shape[1:3], (height, width), "objects", "the output (reference) size")
         cond.object_latents = encode(images.resize(frames_in, height, width)).float()
     if (keypoints is None) != (driving_features is None):
         raise AA2Error("the Implicit Pose Indicator needs both the driving keypoints and the driving frames' CLIP "
@@ -150,6 +156,9 @@ def environment_frames(driving: torch.Tensor, character_mask: torch.Tensor, size
     """
     driving = images.check_rgb(driving, "driving video")
     size = output_size(*driving.shape[1:3]) if size is None else _checked_size(size)
+    if character_mask.ndim in (2, 3):  # other shapes: environment_sequence names them
+        images.fit_size(character_mask.shape[-2:], driving.shape[1:3], "character mask", "the driving video")
+    images.fit_size(driving.shape[1:3], size, "driving video", "the output size")
     formulated = shape_agnostic_mask(character_mask, rows, cols, generator=generator, threshold=threshold)
     return environment_sequence(driving, formulated, size=size, threshold=threshold)
 
@@ -158,8 +167,12 @@ def environment_latents(environment: torch.Tensor, environment_mask: torch.Tenso
                         encode: Encode, feather: int = DEFAULT_FEATHER):
     """Environment frames and their formulated pixel mask -> (scaled latents, latent mask with a soft edge)."""
     height, width = _checked_size(size)
-    frames = images.resize(images.check_rgb(environment, "environment"), height, width)
+    environment = images.check_rgb(environment, "environment")
+    images.fit_size(environment.shape[1:3], (height, width), "environment", "the output (reference) size")
+    frames = images.resize(environment, height, width)
     mask = environment_mask[..., 0] if environment_mask.ndim == 4 else environment_mask  # an IMAGE given as mask
+    if mask.ndim in (2, 3):
+        images.fit_size(mask.shape[-2:], environment.shape[1:3], "environment_mask", "the environment")
     return encode(frames).float(), latent_mask(mask, height // 8, width // 8, feather=feather)
 
 
