@@ -184,7 +184,7 @@ def test_cli_writes_file_logs_checkpoint_and_validation_video(tmp_path, models_d
 
     run_dir = tmp_path / "aa2_run"
     assert any(f.startswith("events.out.tfevents") for _, _, files in os.walk(run_dir / "logs") for f in files)
-    assert (run_dir / "checkpoints" / "step_0000002" / "optimizer.bin").is_file()
+    assert {f.name for f in (run_dir / "checkpoints" / "step_0000002").iterdir()} == {"state.json", "trained.safetensors", "optimizer.pt", "rng.safetensors"}
     video, _ = read_video(str(run_dir / "validation" / "step_0000002.mp4"))
     assert video.shape == (2, 64, 128, 3)  # [target | render]
 

@@ -72,10 +72,12 @@ if hasattr(DenoisingNet, "add_mamba"):  # Animate-X modules present in this buil
 
 
 def parse_groups(text: str) -> list[str]:
+    """``--modules`` (an argparse ``type``: argparse shows an ArgumentTypeError's message; a ValueError's it hides)."""
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in GROUPS]
     if not names or unknown:
-        raise AA2Error(f"--modules: unknown group(s) {unknown or [text]}; choose from {', '.join(GROUPS)} (comma-separated)")
+        raise argparse.ArgumentTypeError(f"unknown group {', '.join(map(repr, unknown or [text]))}; expected comma-separated "
+                                         f"groups from: {', '.join(GROUPS)}")
     return names
 
 

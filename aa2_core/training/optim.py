@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import AA2Error
+
 OPTIMIZERS = ("auto", "adamw", "adamw8bit", "sgd")
 
 
@@ -14,8 +16,7 @@ def make_optimizer(params, name: str, lr: float, weight_decay: float = 1e-2):
         try:
             import bitsandbytes as bnb
         except ImportError:
-            if name == "adamw8bit":
-                raise
+            check_optimizer(name)
             return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay), "AdamW (torch; bitsandbytes not installed, no 8-bit AdamW)"
         return bnb.optim.AdamW8bit(params, lr=lr, weight_decay=weight_decay), "AdamW8bit (bitsandbytes)"
     if name == "adamw":
@@ -25,6 +26,16 @@ def make_optimizer(params, name: str, lr: float, weight_decay: float = 1e-2):
     raise ValueError(f"unknown optimizer {name!r}; choose from {OPTIMIZERS}")
 
 
+def check_optimizer(name: str) -> None:
+    """``adamw8bit`` needs bitsandbytes: say so before any model loads."""
+    if name == "adamw8bit":
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError as e:
+            raise AA2Error(f"--optimizer adamw8bit needs bitsandbytes, which does not import here ({e}); "
+                           "pip install bitsandbytes, or use --optimizer adamw") from None
+
+
 def warmup_schedule(optimizer, warmup_steps: int):
     """Linear warm-up from lr/warmup to lr over ``warmup_steps`` optimizer steps, then constant."""
     warmup = max(int(warmup_steps), 0)
@@ -32,13 +43,16 @@ def warmup_schedule(optimizer, warmup_steps: int):
 
 
 class Progress:
-    """The run's counters, saved with the accelerate state (the data state is the step, see ``batches``)."""
+    """The run's counters, saved in every checkpoint: optimizer steps taken, micro-steps drawn (the data
+    position: see ``batches``) and steps skipped for inf/NaN gradients."""
 
     def __init__(self):
         self.step = 0
+        self.micro = 0
+        self.skipped = 0
 
     def state_dict(self) -> dict:
-        return {"step": self.step}
+        return {"step": self.step, "micro": self.micro, "skipped": self.skipped}
 
     def load_state_dict(self, state: dict) -> None:
-        self.step = int(state["step"])
+        self.step, self.micro, self.skipped = int(state["step"]), int(state["micro"]), int(state["skipped"])
