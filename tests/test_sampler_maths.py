@@ -240,3 +240,39 @@ def test_pyramid_fusion_cross_fades_linearly_over_each_overlap():
             torch.testing.assert_close(outgoing + incoming, torch.ones(o))
     with pytest.raises(AA2Error, match="fusion must be one of"):
         fusion_weights(context_windows(14, 6, 2), 14, "linear")
+
+
+# ---- classifier-free guidance --------------------------------------------------------------------------
+class GuidedStandInNet(StandInNet):
+    """The stand-in, in batches: each row gets its own image embedding, and the reference (ReferenceNet
+    K/V) adds 0.1 to the rows it is applied to, so a branch with or without it tells apart."""
+
+    def forward(self, sample, t, context, reference=None, reference_rows=None, pose_features=None, **other):
+        assert not other
+        rows = sample.shape[0]
+        with_reference = torch.ones(rows, dtype=torch.bool) if reference_rows is None else reference_rows.cpu()
+        if reference is None:
+            with_reference = torch.zeros(rows, dtype=torch.bool)
+        codes = pose_features[: sample.shape[2]]  # the batched path repeats the per-frame inputs per row
+        out = [model_fn(sample[i : i + 1], t, codes, context[i]) + 0.1 * with_reference[i] for i in range(rows)]
+        return torch.cat(out)
+
+
+@pytest.mark.parametrize("cfg_batch", [True, False])
+def test_guidance_is_uncond_plus_scale_times_the_difference(cfg_batch):
+    """cfg 3.5, one clip, two DDIM steps: the guided prediction is uncond + 3.5 (cond - uncond), where the
+    unconditional branch has a zero image embedding and no reference. Mutation it catches: the combine written
+    cond + s (cond - uncond); the reference applied to both rows."""
+    frames, steps, scale = 4, 2, 3.5
+    models, cond = stand_in(frames)
+    models = Models(GuidedStandInNet(), models.pose)
+    out = Sampler(models, SamplerSettings(steps=steps, cfg=scale, seed=5, clip_length=4, cfg_batch=cfg_batch)).sample(cond)
+
+    context = cond.reference.image_embeds[0]
+    codes = torch.arange(frames, dtype=torch.float32) * FRAME_CODE
+    x = initial_noise(cond, 5)
+    for t in [999, 499]:
+        uncond = model_fn(x, t, codes, torch.zeros_like(context))
+        conditional = model_fn(x, t, codes, context) + 0.1
+        x = ddim_step(uncond + scale * (conditional - uncond), t, x, steps)
+    torch.testing.assert_close(out, x[0].transpose(0, 1), rtol=1e-5, atol=1e-5)
