@@ -125,3 +125,38 @@ def test_replace_skips_the_temporal_attention(loaded):
     net.add_mamba(MambaConfig(replace=True, bidirectional=False))
     assert torch.equal(net(x["sample"], 500, x["context"]), no_motion)
     assert (with_motion - no_motion).abs().max() > 1e-4  # the motion module matters, so skipping it is seen
+
+
+def mixer_by_hand(mixer: MambaMixer, x: torch.Tensor) -> torch.Tensor:
+    """``mamba_ssm.Mamba`` on ``x (b, L, d)`` written out: projections, causal depthwise conv, S6 recurrence."""
+    length = x.shape[1]
+    xz = mixer.in_proj(x).transpose(1, 2)  # (b, 2 d_inner, L)
+    u, z = xz.chunk(2, dim=1)
+    u = F.silu(F.conv1d(u, mixer.conv1d.weight, mixer.conv1d.bias, padding=mixer.conv1d.padding[0], groups=u.shape[1])[..., :length])
+    dt, B, C = mixer.x_proj(u.transpose(1, 2)).split([mixer.dt_rank, mixer.d_state, mixer.d_state], dim=-1)
+    delta = (dt @ mixer.dt_proj.weight.T).transpose(1, 2)  # the bias goes in through the softplus
+    y = recurrence(u, delta, -torch.exp(mixer.A_log), B.transpose(1, 2), C.transpose(1, 2), mixer.D, z, mixer.dt_proj.bias)
+    return mixer.out_proj(y.transpose(1, 2))
+
+
+@torch.no_grad()
+def test_bidirectional_layer_is_the_forward_scan_plus_the_reversed_scan_flipped_back():
+    """With trained (non-zero) weights the layer adds, per pixel, the forward mixer on the frames plus the
+    backward mixer on the reversed frames, reversed back into frame order. Mutations it catches: the backward
+    output not flipped back; the backward mixer fed the frames in order."""
+    torch.manual_seed(0)
+    layer = MambaTemporalLayer(8, MambaConfig(d_state=4, d_conv=3), norm_num_groups=4)
+    for mixer in (layer.forward_mixer, layer.backward_mixer):
+        torch.nn.init.normal_(mixer.out_proj.weight, std=0.3)
+    frames, h, w = 5, 2, 3
+    hidden = torch.randn(frames, 8, h, w)
+    out = layer(hidden, frames)
+
+    normed = F.group_norm(hidden, 4, layer.norm.weight, layer.norm.bias, eps=1e-6)
+    for i in range(h):
+        for j in range(w):
+            seq = normed[:, :, i, j][None]  # (1, frames, channels)
+            expected = seq.new_zeros(seq.shape)
+            expected += mixer_by_hand(layer.forward_mixer, seq)
+            expected += mixer_by_hand(layer.backward_mixer, seq.flip(1)).flip(1)
+            torch.testing.assert_close(out[:, :, i, j] - hidden[:, :, i, j], expected[0], rtol=1e-4, atol=1e-5)
