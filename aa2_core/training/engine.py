@@ -16,6 +16,7 @@ the run folder. DeepSpeed / FSDP shards are accelerate's files, loaded with ever
 
 from __future__ import annotations
 
+import glob
 import importlib
 import json
 import math
@@ -121,25 +122,33 @@ class TrainingState:
 
         acc = self.accelerator
         rng = gather_object([_rng_state()])  # every process's RNG, written by the main one
-        with (atomic_dir(path) if acc.is_main_process else nullcontext()) as tmp:
-            tmp = broadcast_object_list([tmp])[0]
-            if is_sharded(acc):
-                acc.save_state(tmp)  # every process writes its shards
-                os.remove(os.path.join(tmp, f"random_states_{acc.process_index}.pkl"))  # in RNG instead; resume refuses pickles
-                acc.wait_for_everyone()
-            if acc.is_main_process:
-                if not is_sharded(acc):
-                    write_safetensors({k: p.detach() for k, p in self.trained().items()}, os.path.join(tmp, TRAINED))
-                    torch.save(self.optimizer.state_dict(), os.path.join(tmp, OPTIMIZER))
-                write_safetensors({f"{rank}.{k}": v for rank, state in enumerate(rng) for k, v in state.items()}, os.path.join(tmp, RNG))
-                files = {os.path.relpath(os.path.join(root, f), tmp): os.path.getsize(os.path.join(root, f))
-                         for root, _, names in os.walk(tmp) for f in names}
-                scaler = acc.scaler.state_dict() if acc.scaler is not None else {}
-                write_text(os.path.join(tmp, STATE), json.dumps({"format": "aa2-train-checkpoint", "version": 1, "sharded": is_sharded(acc),
-                                                                 "progress": self.progress.state_dict(),
-                                                                 "lr_schedule": self.lr_schedule.state_dict(),
-                                                                 "scaler": scaler, "files": files}, indent=1))
+        try:
+            with (atomic_dir(path) if acc.is_main_process else nullcontext()) as tmp:
+                tmp = broadcast_object_list([tmp])[0]
+                if is_sharded(acc):
+                    acc.save_state(tmp)  # every process writes its shards
+                    acc.wait_for_everyone()
+                    if acc.is_main_process:  # accelerate's RNG pickles: ours are in RNG, and resume refuses pickles
+                        for pkl in glob.glob(os.path.join(tmp, "*.pkl")):
+                            os.remove(pkl)
+                if acc.is_main_process:
+                    self._write(tmp, rng)
+        except OSError as e:  # disk full, folder gone: the older checkpoints stay whole
+            raise AA2Error(f"checkpoint {path}: could not write it ({e.strerror or e}); older checkpoints are intact") from e
         acc.wait_for_everyone()
+
+    def _write(self, folder: str, rng: list[dict]) -> None:
+        acc = self.accelerator
+        if not is_sharded(acc):
+            write_safetensors({k: p.detach() for k, p in self.trained().items()}, os.path.join(folder, TRAINED))
+            torch.save(self.optimizer.state_dict(), os.path.join(folder, OPTIMIZER))
+        write_safetensors({f"{rank}.{k}": v for rank, state in enumerate(rng) for k, v in state.items()}, os.path.join(folder, RNG))
+        files = {os.path.relpath(os.path.join(root, f), folder): os.path.getsize(os.path.join(root, f))
+                 for root, _, names in os.walk(folder) for f in names}
+        state = {"format": "aa2-train-checkpoint", "version": 1, "sharded": is_sharded(acc), "progress": self.progress.state_dict(),
+                 "lr_schedule": self.lr_schedule.state_dict(), "scaler": acc.scaler.state_dict() if acc.scaler is not None else {},
+                 "files": files}
+        write_text(os.path.join(folder, STATE), json.dumps(state, indent=1))  # last: lists the files above
 
     def load(self, path: str, state: dict) -> None:
         """Restore a checkpoint ``find_checkpoint`` accepted (``state``: its state.json)."""
@@ -251,13 +260,23 @@ def checkpoint_state(path: str, sharded: bool):
                     pass
             except Exception as e:
                 return f"{name} is not readable safetensors ({_reason(e)})"
-        elif name == OPTIMIZER and not zipfile.is_zipfile(os.path.join(path, name)):
-            return f"{name} is not a torch.save file"
+        elif name == OPTIMIZER and (problem := _zip_problem(os.path.join(path, name))):
+            return f"{name} is not a whole torch.save file ({problem})"
         elif os.path.basename(name) == ".metadata":  # FSDP's torch.distributed.checkpoint index: a plain pickle
             problem = dcp_metadata_problem(os.path.join(path, name))
             if problem:
                 raise AA2Error(f"--resume: refusing {os.path.join(path, name)}: {problem}")
     return state
+
+
+def _zip_problem(path: str) -> str | None:
+    """torch.save writes a zip with a CRC per entry: reading it through finds any changed byte."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+        return f"{bad} fails its CRC" if bad else None
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        return str(e)
 
 
 @contextmanager
@@ -433,9 +452,12 @@ def validate(args, accelerator, models, clip, step):
 def write_output(args, accelerator, step_module, state, chosen, steps):
     denoising = accelerator.unwrap_model(step_module).denoising
     training = {"modules": args.modules, "steps": steps, "stage": args.stage, "parts": sorted(chosen), "recipe": _hparams(args)}
-    save_aa2_file(args.out, trained_parts(state, chosen), base=os.path.abspath(args.models), fusion_blocks=denoising.fusion_blocks,
-                  notes=f"python -m aa2_core train --modules {','.join(args.modules)} --stage {args.stage}: {steps} steps",
-                  training=training, architecture=denoising.architecture())
+    try:
+        save_aa2_file(args.out, trained_parts(state, chosen), base=os.path.abspath(args.models), fusion_blocks=denoising.fusion_blocks,
+                      notes=f"python -m aa2_core train --modules {','.join(args.modules)} --stage {args.stage}: {steps} steps",
+                      training=training, architecture=denoising.architecture())
+    except OSError as e:  # written to a temporary name first: a file already at --out is unchanged
+        raise AA2Error(f"--out {args.out}: could not write it ({e.strerror or e}); a file already there is unchanged") from e
 
 
 def _hparams(args) -> dict:
