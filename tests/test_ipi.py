@@ -172,3 +172,28 @@ def test_prepare_carries_the_ipi_inputs_both_or_neither():
         prepare_conditions(reference, skeleton, lambda x: x, keypoints=keypoints)
     with pytest.raises(AA2Error, match="driving keypoints has 1 frames but the pose sequence has 2"):
         prepare_conditions(reference, skeleton, lambda x: x, keypoints=keypoints[:1], driving_features=features)
+
+
+@torch.no_grad()
+def test_trained_ipi_tokens_follow_the_keypoints():
+    """With a non-zero last keypoint layer (as after training), changing only the keypoints of one frame
+    changes that frame's motion tokens; untrained, the keypoints do not reach the tokens yet. Mutation it catches: the IPI ignoring its keypoints (queries = q_l)."""
+    from aa2_core.models.implicit_pose_indicator import PoseIndicator
+
+    torch.manual_seed(0)
+    indicator = PoseIndicator(TINY_IPI_CONFIG).eval()
+    frames = 3
+    g = torch.Generator().manual_seed(1)
+    keypoints = torch.rand(frames, TINY_IPI_CONFIG.keypoints, 3, generator=g)
+    features = torch.randn(frames, 5, TINY_IPI_CONFIG.feature_dim, generator=g)
+    moved = keypoints.clone()
+    moved[1, :, :2] += 0.25  # frame 1's joints shift; the CLIP features stay
+
+    untrained = indicator(keypoints, features, frames)
+    torch.testing.assert_close(indicator(moved, features, frames), untrained, rtol=0, atol=0)  # zero-init layer
+
+    torch.nn.init.normal_(indicator.keypoint_encoder.to_tokens[-1].weight, std=0.2)
+    before, after = indicator(keypoints, features, frames), indicator(moved, features, frames)
+    change = (after - before).abs().amax(dim=(1, 2))
+    assert change[1] > 1e-2, change  # the moved frame's tokens follow its joints
+    assert not torch.equal(before, untrained)
