@@ -216,3 +216,109 @@ def test_resume_continues_exactly(tmp_path, models_dir, data_dir, one_thread, ca
     assert part == full[:2] and resumed == full[2:], (full, part, resumed)
     a, b = load_aa2_file(str(tmp_path / "full.safetensors"))[0], load_aa2_file(str(tmp_path / "resumed.safetensors"))[0]
     assert all(torch.equal(a[part][k], b[part][k]) for part in a for k in a[part])
+
+
+class InfGradient(torch.autograd.Function):
+    """The loss unchanged, its gradient inf: the trainer's loss check alone cannot see it."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * float("inf")
+
+
+def poison_steps(monkeypatch, bad):
+    """TrainStep whose forward call number n (1-based) gets an inf gradient when ``bad(n)``."""
+    from aa2_core.training import engine
+
+    calls = [0]
+
+    class Poisoned(engine.TrainStep):
+        def forward(self, clips, generators):
+            calls[0] += 1
+            loss = super().forward(clips, generators)
+            return InfGradient.apply(loss) if bad(calls[0]) else loss
+
+    monkeypatch.setattr(engine, "TrainStep", Poisoned)
+
+
+def test_an_inf_gradient_skips_the_step_before_the_optimizer(tmp_path, models_dir, data_dir, one_thread, monkeypatch, capsys):
+    """Step 2's gradient is inf (its loss finite): the step is skipped and counted, the LR schedule does not move
+    (warm-up 4: the logged rates are 1/4 and 3/4 of --lr at steps 1 and 3), three real steps are taken and every
+    saved weight is finite. --log-every 50 still logs step 1 first, with a rate and an ETA.
+
+    Mutations seen failing: the gradient check removed from engine.train (AdamW turned every weight NaN);
+    lr_schedule.step() on a skipped step (step 3's rate was 1e-2)."""
+    poison_steps(monkeypatch, lambda n: n == 2)
+    out = tmp_path / "aa2.safetensors"
+    assert main(train_args(data_dir, models_dir, out, "--steps", 3, "--frames", 2, "--lr", 1e-2, "--warmup-steps", 4,
+                           "--optimizer", "adamw", "--log-every", 50)) == 0
+    log = capsys.readouterr().out
+    assert "step 2: inf/NaN gradients (loss " in log and "step skipped, weights unchanged (1 skipped in all, 1 in a row)" in log, log
+    assert re.findall(r"^step (\d+)/3 loss \S+ lr (\S+) \(\d+\.\d\d s/step, ETA \d+:\d\d:\d\d\)$", log, flags=re.M) == \
+        [("1", "0.0025"), ("3", "0.0075")], log
+    assert "3 steps in " in log and "1 skipped for inf/NaN gradients" in log
+    parts, _ = load_aa2_file(str(out))
+    assert all(torch.isfinite(t).all() for p in parts.values() for t in p.values())
+    assert parts["denoising"]["env_conv_in.weight"].abs().max() > 0  # the good steps did train
+
+
+@pytest.mark.parametrize("precision", ["no", "bf16"])
+def test_inf_gradients_in_a_row_stop_the_run(precision, tmp_path, models_dir, data_dir, one_thread, monkeypatch, capsys):
+    """Every gradient inf: after --max-bad-steps 2 skipped steps in a row the run stops with one clear line that
+    does not suggest bf16 (it is in use, or fp32 is), and no --out is written.
+
+    Mutations seen failing: the --max-bad-steps stop removed (the run looped on fresh clips; killed by timeout);
+    the hint suggesting bf16 whatever the precision."""
+    poison_steps(monkeypatch, lambda n: True)
+    out = tmp_path / "aa2.safetensors"
+    assert main(train_args(data_dir, models_dir, out, "--steps", 3, "--frames", 2, "--max-bad-steps", 2,
+                           "--mixed-precision", precision)) == 1
+    captured = capsys.readouterr()
+    assert "error: 2 steps in a row had inf/NaN gradients (--max-bad-steps 2); stopped at step 0" in captured.err, captured
+    assert "bf16" not in captured.err and not out.exists()
+
+
+def test_gradient_check_agrees_across_processes():
+    """A non-finite gradient on another process skips the step here too (the flag goes through gather).
+
+    Mutation seen failing: gradients_finite deciding on the local gradients only."""
+    from aa2_core.training.engine import gradients_finite
+
+    class TwoProcesses:
+        device = torch.device("cpu")
+
+        def __init__(self, other_finite):
+            self.other = torch.tensor([float(other_finite)])
+
+        def gather(self, flag):
+            return torch.cat([flag, self.other])
+
+    param = torch.nn.Parameter(torch.zeros(3))
+    param.grad = torch.ones(3)
+    assert gradients_finite([param], TwoProcesses(True)) and not gradients_finite([param], TwoProcesses(False))
+    param.grad[1] = float("nan")
+    assert not gradients_finite([param], TwoProcesses(True))
+
+
+def test_help_shows_every_default_and_explains_every_option():
+    """`train --help`: each option has help text and each option with a value to default shows it; --steps says it
+    is the total on resume.
+
+    Mutation seen failing: the plain HelpFormatter (no defaults shown)."""
+    from aa2_core.training.train import parser
+
+    p = parser()
+    text = p.format_help()
+    flat = " ".join(text.split())
+    for action in p._actions:
+        if action.dest == "help":
+            continue
+        assert action.help, action.option_strings
+        shown = action.default not in (None, {}) and not isinstance(action.default, bool) and not action.required
+        default = ",".join(action.default) if isinstance(action.default, list) else action.default
+        assert (f"(default: {default})" in flat) == shown, (action.option_strings, action.default)
+    assert "(default: 100000)" in flat and "with --resume the total too, counting the steps already done" in flat
