@@ -243,6 +243,10 @@ def main(argv=None) -> int:
             raise AA2Error("--lpips-backbone goes with --lpips (the lpips package's linear-layer file)")
         if args.clip_frames < 1 or args.batch < 1:
             raise AA2Error("--clip-frames and --batch must be at least 1")
+        if args.device != "cpu":  # torch's own error for a missing GPU comes as a traceback from deep inside
+            from .pipeline.animate_cli import check_device
+
+            check_device(args.device)
         if args.json:  # before the metrics run, not after
             check_output_file(args.json, "--json")
         report = evaluate(args.generated, args.truth, files, args.device, args.batch, args.clip_frames,

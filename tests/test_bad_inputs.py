@@ -36,6 +36,7 @@ def d(tmp_path_factory):
     image("strip.png", 40, 400)
     image("alpha.png", 64, 64, 4)
     (root / "folder").mkdir()
+    (root / "read_only").mkdir(mode=0o500)
     (root / "folder.mp4").mkdir()
     (root / "file").write_text("a file, not a folder")
     (root / "junk.mp4").write_bytes(b"not a video")
@@ -102,6 +103,8 @@ COMMANDS = [
     ("out_gif", animate("--out {d}/o.gif"), 1, ["--out {d}/o.gif: the extension '.gif' is not one this writes; expected .mp4"]),
     ("out_existing_folder", animate("--out {d}/folder.mp4"), 1, ["--out {d}/folder.mp4 is an existing folder; expected a file name"]),
     ("out_under_a_file", animate("--out {d}/file/o.mp4"), 1, ["{d}/file is a file, so no folder can be made under it"]),
+    pytest.param("out_read_only", animate("--out {d}/read_only/o.mp4"), 1, ["{d}/read_only is not writable"],
+                 marks=pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")),
     pytest.param("device_cuda_without_cuda", animate("--device cuda"), 1, ["--device cuda: ", "CUDA is not available"],
                  marks=pytest.mark.skipif(not NO_CUDA, reason="this torch has CUDA")),
     ("device_unknown", animate("--device gpu"), 1, ["--device 'gpu' is not a device; expected cpu, cuda"]),
@@ -124,12 +127,14 @@ COMMANDS = [
     ("evaluate_json_under_a_file", "evaluate {d}/gen {d}/truth --json {d}/file/s.json", 1,
      ["--json {d}/file/s.json: {d}/file is a file, so no folder can be made under it"]),
     ("evaluate_json_is_a_folder", "evaluate {d}/gen {d}/truth --json {d}/folder", 1, ["--json {d}/folder is an existing folder"]),
+    pytest.param("evaluate_device_cuda_without_cuda", "evaluate {d}/gen {d}/truth --device cuda", 1, ["--device cuda: ", "CUDA is not available"],
+                 marks=pytest.mark.skipif(not NO_CUDA, reason="this torch has CUDA")),
     ("evaluate_generated_missing", "evaluate {d}/nope {d}/truth", 1, ["GENERATED: {d}/nope is not a folder"]),
     ("evaluate_clip_frames_0", "evaluate {d}/gen {d}/truth --clip-frames 0", 1, ["--clip-frames and --batch must be at least 1"]),
     ("evaluate_backbone_alone", "evaluate {d}/gen {d}/truth --lpips-backbone {d}/weights.pth", 1, ["--lpips-backbone goes with --lpips"]),
 ]
 # where the metrics must not have run (their per-video log line)
-NOT_RUN = {"evaluate_json_under_a_file": "[1/1]", "evaluate_json_is_a_folder": "[1/1]"}
+NOT_RUN = {"evaluate_json_under_a_file": "[1/1]", "evaluate_json_is_a_folder": "[1/1]", "evaluate_device_cuda_without_cuda": "[1/1]"}
 
 
 @pytest.mark.parametrize("name, command, code, fragments", COMMANDS, ids=[
