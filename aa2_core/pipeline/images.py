@@ -56,10 +56,10 @@ def fit_size(have: tuple[int, int], want: tuple[int, int], what: str, of: str) -
         return False
     (h, w), (hh, ww) = have, want
     if not same_aspect(have, want):
-        raise AA2Error(f"{what} is {w}x{h} but {of} is {ww}x{hh}, another aspect ratio; expected {ww}x{hh} "
+        raise AA2Error(f"{what} is {w}x{h}, {of} {ww}x{hh}: another aspect ratio; expected {ww}x{hh} "
                        f"(or the same shape at another size): stretching would distort it")
     if latent_aligned_size(h, w) != latent_aligned_size(hh, ww):  # beyond the size rule's rounding: say so
-        log.warning("%s is %dx%d but %s is %dx%d: resizing it to %dx%d", what, w, h, of, ww, hh, ww, hh)
+        log.warning("%s is %dx%d, %s %dx%d: resizing it to %dx%d", what, w, h, of, ww, hh, ww, hh)
     return True
 
 
