@@ -155,8 +155,6 @@ def check_paths(args) -> None:
     if args.aa2_modules and not os.path.isfile(args.aa2_modules):
         what = "is a folder" if os.path.isdir(args.aa2_modules) else "does not exist"
         raise AA2Error(f"--aa2-modules {args.aa2_modules} {what}; expected an aa2-modules .safetensors file")
-    if args.resume and not os.path.isdir(args.resume):
-        raise AA2Error(f"--resume {args.resume}: no such folder; expected a run folder (--run-dir) or one of its checkpoints/step_N folders")
     check_optimizer(args.optimizer)
 
 
