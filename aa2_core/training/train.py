@@ -3,6 +3,7 @@
     python -m aa2_core prepare VIDEOS/ --out DATA/                      # once: frames, masks, keypoints, depth
     python -m aa2_core train --data DATA/ --models ComfyUI/models --out aa2_modules.safetensors
     accelerate launch --num_processes 8 -m aa2_core train ...           # DDP on 8 GPUs (or --config_file for DeepSpeed/FSDP)
+    accelerate launch --multi_gpu --num_processes 2 -m aa2_core train ... --cpu   # two CPU processes (accelerate's --cpu starts one)
 
 Starts from the Moore-AnimateAnyone weights with the AA2 modules as exact no-ops and learns what
 ``--modules`` names with the paper's objective (v-prediction with the Moore schedule; section 3.1):
