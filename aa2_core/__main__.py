@@ -7,6 +7,7 @@ COMMANDS = {
     "animate": ("aa2_core.pipeline.animate_cli", "animate a character image along a pose video (optionally inside a driving video's scene)"),
     "check": ("aa2_core.check", "find and load every model file, then run one denoising step"),
     "convert": ("aa2_core.checkpoints.convert", "turn .pth/.ckpt pickles into .safetensors"),
+    "download": ("aa2_core.download", "fetch the public model files a set needs into ComfyUI's models folder (checked by sha256)"),
     "evaluate": ("aa2_core.evaluate", "score generated videos against the truth: SSIM, PSNR*, L1, LPIPS, FID, FID-VID, FVD"),
     "train": ("aa2_core.training.train", "train the Animate Anyone 2 modules on your own videos"),
     "prepare": ("aa2_core.training.prepare_data", "turn raw videos (+ masks, keypoints, depth) into a training set for train"),

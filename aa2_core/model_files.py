@@ -57,13 +57,22 @@ def find_model_file(models_dir: str, spec: ModelFile) -> str | None:
     return None
 
 
+def fetch_hint(models_dir: str, spec: ModelFile) -> str:
+    """The ``download`` command that fetches the released file filling ``spec`` (from the model manifest)."""
+    from .model_manifest import MANIFEST, download_command
+
+    entry = next((e for e in MANIFEST if e.folder in spec.folders and os.path.splitext(e.name)[0] in spec.names), None)
+    return f"; or fetch it: {download_command(models_dir, entry)}" if entry else ""
+
+
 def locate_models(models_dir: str) -> tuple[dict[str, str], list[str]]:
-    """(found role -> path, messages for each missing file naming where it goes)."""
+    """(found role -> path, messages for each missing file naming where it goes and the command that fetches it)."""
     found, missing = {}, []
     for spec in MODEL_FILES:
         path = find_model_file(models_dir, spec)
         if path:
             found[spec.role] = path
         else:
-            missing.append(f"{spec.role}: put it at {os.path.join(models_dir, '')}{spec.where()[len('models/'):]} (from: {spec.source})")
+            missing.append(f"{spec.role}: put it at {os.path.join(models_dir, '')}{spec.where()[len('models/'):]} "
+                           f"(from: {spec.source}){fetch_hint(models_dir, spec)}")
     return found, missing

@@ -28,5 +28,5 @@ def test_help_lists_every_subcommand_and_exits_0(capsys):
 
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert all(f"  {name} " in out for name in COMMANDS) and set(COMMANDS) == {"animate", "check", "convert", "evaluate", "prepare", "train"}
+    assert all(f"  {name} " in out for name in COMMANDS) and set(COMMANDS) == {"animate", "check", "convert", "download", "evaluate", "prepare", "train"}
     assert main(["frobnicate"]) == 2
