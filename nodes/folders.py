@@ -41,4 +41,14 @@ def full_path(node: str, input_name: str, filename: str, folders: tuple[str, ...
             if path:
                 return path
     searched = ", ".join(f"models/{f}" for f in folders)
-    raise FileNotFoundError(f"{node}: {input_name} '{filename}' was not found in {searched}")
+    raise FileNotFoundError(f"{node}: {input_name} '{filename}' was not found in {searched}{fetch_hint(filename, folders)}")
+
+
+def fetch_hint(filename: str, folders: tuple[str, ...]) -> str:
+    """The ``download`` command that fetches a released file the pack knows (from the model manifest), else ''."""
+    import folder_paths
+
+    from ..aa2_core.model_manifest import download_command, find
+
+    entry = next((e for e in (find(f, filename) for f in folders) if e), None)
+    return f"; fetch it with: {download_command(folder_paths.models_dir, entry)}" if entry else ""

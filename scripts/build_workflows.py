@@ -11,16 +11,41 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "workflows")
+sys.path.insert(0, ROOT)
 
-MODEL_NOTE = """Model files (ComfyUI/models/...):
-- animate_anyone2/: denoising_unet.pth, reference_unet.pth, pose_guider.pth, motion_module.pth (Moore-AnimateAnyone release)
-- clip_vision/: image_encoder.safetensors (sd-image-variations-diffusers image_encoder/model.safetensors, renamed)
-- vae/: sd-vae-ft-mse.safetensors (stabilityai/sd-vae-ft-mse)
-- optional animate_anyone2/aa2_modules.safetensors (trained Animate Anyone 2 modules; choose it in AA2 Model Loader)
-Convert .pth to .safetensors once with: python -m aa2_core convert models/animate_anyone2/*.pth"""
+from aa2_core.model_manifest import frontend_models, select  # noqa: E402  (no torch: the manifest is plain data)
+
+# the model folders each loader node reads its file widgets from: its properties.models come from the manifest
+NODE_FOLDERS = {
+    "AA2ModelLoader": ("animate_anyone2", "animatediff_models", "clip_vision"),
+    "VAELoader": ("vae",),
+    "AA2SAM2Loader": ("sam2",),
+    "AA2DWPoseExtract": ("dwpose",),
+}
+
+
+def model_note() -> str:
+    """The Note's list of model files, from the manifest's Moore set."""
+    by_folder = {}
+    for e in select("moore"):
+        by_folder.setdefault(e.folder, []).append(e)
+    lines = ["Model files (ComfyUI/models/...), all fetched and checked by:",
+             "  python -m aa2_core download --models ComfyUI/models",
+             "ComfyUI's missing-models panel lists the absent ones with their links (its Download button takes",
+             ".safetensors names only; the image encoder comes as a pickle, which download converts, also in place)."]
+    for folder, entries in by_folder.items():
+        repos = sorted({e.repo_id for e in entries})
+        converted = "; download converts its image_encoder pickle" if any(e.convert for e in entries) else ""
+        lines.append(f"- {folder}/: {', '.join(e.name for e in entries)} ({', '.join(repos)}{converted})")
+    lines.append("- optional animate_anyone2/aa2_modules.safetensors (trained Animate Anyone 2 modules; choose it in AA2 Model Loader)")
+    return "\n".join(lines)
+
+
+MODEL_NOTE = model_note()
 
 # socket (non-widget) outputs and inputs of every node type used, in slot order
 SOCKETS = {
@@ -260,13 +285,20 @@ def to_ui(nodes, links):
             "id": ids[key], "type": node_type, "pos": list(pos), "size": list(size), "flags": {}, "order": order, "mode": 0,
             "inputs": [{**i, "link": inputs_link.get((key, i["name"]))} for i in inputs[key]],
             "outputs": [{"name": n, "type": t, "links": outputs_links.get((key, s), []), "slot_index": s} for s, (n, t) in enumerate(outs)],
-            "properties": {"Node name for S&R": node_type},
+            "properties": {"Node name for S&R": node_type, **node_models(node_type, widgets)},
             "widgets_values": widgets,
         })
     return {
         "last_node_id": len(ui_nodes), "last_link_id": len(ui_links), "nodes": ui_nodes, "links": ui_links,
         "groups": [], "config": {}, "extra": {"ds": {"scale": 0.6, "offset": [0, 0]}}, "version": 0.4,
     }
+
+
+def node_models(node_type, widgets) -> dict:
+    """``{"models": [{name, url, directory}]}`` for the released files a loader node's widgets name (the frontend's
+    missing-models panel lists the absent ones), or {} for other nodes."""
+    models = frontend_models(widgets, NODE_FOLDERS.get(node_type, ()))
+    return {"models": models} if models else {}
 
 
 def thumbnail(workflow, path):
