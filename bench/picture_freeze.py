@@ -24,7 +24,7 @@ def models_and_conditions():
     from conftest import sampler_conditions
     from aa2_core.checkpoints.assembly import build_modules
     from aa2_core.checkpoints.loaders import load_denoising_net, load_pose_modulation, load_reference_net
-    from aa2_core.pipeline.sampler import Models
+    from aa2_core.families.moore import MooreModels as Models
     from aa2_core.tiny import TINY_IPI_CONFIG, write_tiny_moore_files
     from aa2_core.models.mamba_temporal import MambaConfig
     from aa2_core.checkpoints.assembly import ModelSet

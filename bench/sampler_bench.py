@@ -33,7 +33,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from aa2_core.models import DenoisingNet, MotionConfig, MotionModuleSet, PoseGuider, PoseModulation, ReferenceNet  # noqa: E402
 from aa2_core.pipeline.options import SamplerSettings, Stitching  # noqa: E402
 from aa2_core.pipeline.prepare import Conditions, Reference  # noqa: E402
-from aa2_core.pipeline.sampler import Models, Sampler, total_steps  # noqa: E402
+from aa2_core.families.moore import MooreModels as Models  # noqa: E402
+from aa2_core.pipeline.sampler import Sampler, total_steps  # noqa: E402
 
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "RTX 4090": 165.0}  # dense fp16/bf16
 

@@ -51,7 +51,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from aa2_core.check import write_tiny_models_dir  # noqa: E402
 from aa2_core.checkpoints.assembly import assemble_from_folder  # noqa: E402
 from aa2_core.pipeline import images  # noqa: E402
-from aa2_core.pipeline.sampler import Models, network_inputs  # noqa: E402
+from aa2_core.families.moore import MooreModels as Models, network_inputs  # noqa: E402
 from aa2_core.pipeline.schedulers import make_scheduler  # noqa: E402
 from aa2_core.training.data import TrainingSet  # noqa: E402
 from aa2_core.training.dataset_format import read_clip, read_index  # noqa: E402

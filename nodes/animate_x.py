@@ -19,6 +19,8 @@ NODE = "AA2 Implicit Pose Indicator"
 class AA2ImplicitPoseIndicator:
     @classmethod
     def INPUT_TYPES(cls):
+        from ..aa2_core.choices import ClipPreprocess
+
         return {
             "required": {
                 "aa2_model": ("AA2_MODEL", {"tooltip": "from AA2 Model Loader, with an aa2-modules file that holds an IPI"}),
@@ -29,7 +31,7 @@ class AA2ImplicitPoseIndicator:
             },
             "optional": {
                 "clip_vision": ("CLIP_VISION", {"tooltip": "the image encoder used for the reference; if not connected, the AA2 Model Loader's image_encoder"}),
-                "clip_preprocess": (["squash", "moore"], {"default": "squash", "tooltip": "as in AA2 ReferenceNet"}),
+                "clip_preprocess": (ClipPreprocess.values(), {"default": ClipPreprocess.SQUASH.value, "tooltip": "as in AA2 ReferenceNet"}),
             },
         }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .comfy_bridge import core_call, model_patcher
 from .folders import AA2_FOLDER, MOTION_FOLDERS, files_in, full_path
 
-DTYPES = ("auto", "fp16", "bf16", "fp32")
+DTYPES = ("auto", "fp16", "bf16", "fp32")  # "auto" + choices.Precision
 
 
 class AA2ModelLoader:
@@ -13,6 +13,8 @@ class AA2ModelLoader:
 
     @classmethod
     def INPUT_TYPES(cls):
+        from ..aa2_core.choices import FusionBlocks
+
         aa2 = files_in(AA2_FOLDER)
         motion = files_in(*MOTION_FOLDERS)
         return {
@@ -21,7 +23,7 @@ class AA2ModelLoader:
                 "reference_unet": (aa2, {"tooltip": "Moore-AnimateAnyone reference_unet.pth in models/animate_anyone2"}),
                 "pose_guider": (aa2, {"tooltip": "Moore-AnimateAnyone pose_guider.pth in models/animate_anyone2"}),
                 "motion_module": (motion, {"tooltip": "Moore motion_module.pth, or an AnimateDiff v1/v2/v3 motion module (models/animatediff_models)"}),
-                "fusion_blocks": (["full", "midup"], {"default": "full", "tooltip": "ReferenceNet fusion: 'full' for the Moore weights, 'midup' as in the Animate Anyone 2 paper"}),
+                "fusion_blocks": (FusionBlocks.values(), {"default": FusionBlocks.FULL.value, "tooltip": "ReferenceNet fusion: 'full' for the Moore weights, 'midup' as in the Animate Anyone 2 paper"}),
                 "dtype": (list(DTYPES), {"default": "auto", "tooltip": "compute dtype; auto picks bf16/fp16 where the GPU supports it, else fp32"}),
             },
             "optional": {
@@ -70,7 +72,9 @@ def compute_dtype(choice: str, device):
     import torch
 
     if choice != "auto":
-        return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[choice]
+        from ..aa2_core.choices import Precision
+
+        return Precision(choice).dtype
     import comfy.model_management as mm
 
     if mm.should_use_bf16(device):

@@ -46,17 +46,19 @@ class AA2Sampler:
                batch_cfg=True, environment=None, environment_mask=None, objects=None, stitching=None):
         from ..aa2_core.pipeline.options import SamplerSettings, Stitching
         from ..aa2_core.pipeline.prepare import prepare_conditions
-        from ..aa2_core.pipeline.sampler import Models, Sampler, total_steps
+        from ..aa2_core.families.moore import MooreModels
+        from ..aa2_core.pipeline.sampler import Sampler, total_steps
 
+        # settings first: a bad number is refused before the VAE encodes anything
+        settings = core_call(NODE, SamplerSettings, steps=steps, cfg=cfg, seed=seed, scheduler=scheduler, schedule=schedule,
+                             stitching=stitching or Stitching(), environment_mode=environment_mode, cfg_batch=batch_cfg)
         cond = core_call(NODE, prepare_conditions, reference, pose["skeleton"], lambda x: vae_encode(vae, x),
                          depth=pose["depth"], environment=environment, environment_mask=environment_mask, objects=objects,
                          feather=feather, keypoints=pose.get("keypoints"), driving_features=pose.get("driving_features"))
-        settings = core_call(NODE, SamplerSettings, steps=steps, cfg=cfg, seed=seed, scheduler=scheduler, schedule=schedule,
-                             stitching=stitching or Stitching(), environment_mode=environment_mode, cfg_batch=batch_cfg)
         patchers = aa2_model["patchers"]
         device = load_on_device(patchers["denoising"], patchers["pose"],
                                 memory_required=activation_bytes(settings, cond, aa2_model["dtype"]))
-        sampler = Sampler(Models(patchers["denoising"].model, patchers["pose"].model), settings, device=device,
+        sampler = Sampler(MooreModels(patchers["denoising"].model, patchers["pose"].model), settings, device=device,
                           dtype=aa2_model["dtype"], on_step=step_callback(total_steps(settings, cond.num_frames), device))
         latents = core_call(NODE, sampler.sample, cond)
         return ({"samples": intermediate(latents / SD15_SCALE)},)

@@ -51,7 +51,7 @@ def sampler_settings(clip_length=24, motion_frames=None, stitching="motion_frame
 
 
 def sampler_models(loaded):
-    from aa2_core.pipeline.sampler import Models
+    from aa2_core.families.moore import MooreModels as Models
 
     return Models(loaded["denoising"], loaded["pose"])
 

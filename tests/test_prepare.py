@@ -13,7 +13,8 @@ from aa2_core.pipeline import images
 from aa2_core.pipeline.animate_cli import build_conditions
 from aa2_core.pipeline.options import SamplerSettings, Stitching
 from aa2_core.pipeline.prepare import DEFAULT_FEATHER, environment_frames, prepare_conditions
-from aa2_core.pipeline.sampler import Models, Sampler
+from aa2_core.families.moore import MooreModels as Models
+from aa2_core.pipeline.sampler import Sampler
 from aa2_core.training.data import TrainingClip
 from aa2_core.training.train import clip_conditions
 

@@ -16,7 +16,8 @@ from torch import nn
 
 from aa2_core.errors import AA2Error
 from aa2_core.pipeline.prepare import Conditions, Reference
-from aa2_core.pipeline.sampler import Models, Sampler, initial_noise
+from aa2_core.families.moore import MooreModels as Models
+from aa2_core.pipeline.sampler import Sampler, initial_noise
 from aa2_core.pipeline.windows import clip_plan
 
 FRAME_CODE = 1 / 16  # pose image value of frame i is i * FRAME_CODE; the stand-in pose net hands it on

@@ -14,7 +14,8 @@ from aa2_core.checkpoints.assembly import assemble_from_folder, build_modules
 from aa2_core.conditions.pose_indicator import PoseIndicatorConfig
 from aa2_core.pipeline.options import SamplerSettings, Stitching
 from aa2_core.pipeline.prepare import keypoint_tensor
-from aa2_core.pipeline.sampler import Models, Sampler
+from aa2_core.families.moore import MooreModels as Models
+from aa2_core.pipeline.sampler import Sampler
 from aa2_core.pipeline.schedulers import make_scheduler
 from aa2_core.training import batches
 from aa2_core.training.data import TrainingSet, scale_window

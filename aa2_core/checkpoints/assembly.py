@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..choices import FusionBlocks
 from ..errors import AA2Error, CheckpointError
 from ..model_files import locate_models
 from ..models import DenoisingNet, PoseModulation, ReferenceNet
@@ -26,7 +27,7 @@ MODULE_GROUPS = {
 MODULE_NAMES = {"aa2": "Animate Anyone 2 modules", "ipi": "Implicit Pose Indicator", "mamba": "Mamba temporal layers",
                 "whole": "whole networks"}
 
-FUSION_BLOCKS = ("full", "midup")
+FUSION_BLOCKS = tuple(FusionBlocks.values())
 
 
 @dataclass
@@ -45,8 +46,7 @@ def assemble(denoising_unet: str, reference_unet: str, pose_guider: str, motion_
     """Load each file (paths), then apply the AA2 file, whose fusion blocks must match."""
     from ..models.image_encoder import ImageEncoder
 
-    if fusion_blocks not in FUSION_BLOCKS:
-        raise AA2Error(f"fusion_blocks must be one of {FUSION_BLOCKS}, got {fusion_blocks!r}")
+    fusion_blocks = FusionBlocks.parse(fusion_blocks, "fusion_blocks").value
     models = ModelSet(
         loaders.load_denoising_net(denoising_unet, motion_module, fusion_blocks),
         loaders.load_reference_net(reference_unet, fusion_blocks),

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
-FUSION_BLOCKS = ("midup", "full")
+from ..choices import FusionBlocks
 
 
 def spatial_self_attentions(unet, fusion_blocks: str) -> dict[str, Attention]:
@@ -27,9 +27,8 @@ def spatial_self_attentions(unet, fusion_blocks: str) -> dict[str, Attention]:
     ``full`` is every block (what the Moore-AnimateAnyone weights were trained with); ``midup`` is the
     mid block and the up blocks only (the Animate Anyone 2 paper).
     """
-    if fusion_blocks not in FUSION_BLOCKS:
-        raise ValueError(f"fusion_blocks must be one of {FUSION_BLOCKS}, got {fusion_blocks!r}")
-    prefixes = ("down_blocks.", "mid_block.", "up_blocks.") if fusion_blocks == "full" else ("mid_block.", "up_blocks.")
+    fusion_blocks = FusionBlocks.parse(fusion_blocks, "fusion_blocks")
+    prefixes = ("down_blocks.", "mid_block.", "up_blocks.") if fusion_blocks == FusionBlocks.FULL else ("mid_block.", "up_blocks.")
     return {
         name: module
         for name, module in unet.named_modules()

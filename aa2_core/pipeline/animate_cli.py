@@ -19,13 +19,15 @@ import time
 import torch
 
 from ..atomic import check_output_file
+from ..choices import FusionBlocks, Precision
 from ..errors import AA2Error
+from ..families.moore import MooreModels
 from ..video_io import read_image, read_video, write_video
 from . import images
 from .composite import composite_environment
 from .options import ClipPreprocess, ContextSchedule, Fusion, SamplerSettings, SchedulerName, Stitching, StitchMode
 from .prepare import DEFAULT_FEATHER, encode_reference, environment_frames, output_size, prepare_conditions
-from .sampler import Models, Sampler
+from .sampler import Sampler
 
 
 def build_conditions(models, ref, poses, driving=None, mask=None, device="cpu", dtype=torch.float32,
@@ -163,7 +165,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--mask", help="video of the driving character's mask (white = character)")
     p.add_argument("--models", help="ComfyUI-style models folder")
     p.add_argument("--aa2-modules", help="trained aa2-modules .safetensors (from python -m aa2_core train)")
-    p.add_argument("--fusion-blocks", default="full", choices=["full", "midup"])
+    p.add_argument("--fusion-blocks", default=FusionBlocks.FULL.value, choices=FusionBlocks.values(), help="ReferenceNet fusion: full (the Moore weights) or midup (the paper)")
     p.add_argument("--out", required=True, help="output .mp4")
     p.add_argument("--tiny", action="store_true", help="tiny random models and inputs")
     p.add_argument("--frames", type=int, help="use at most this many frames (at least 1)")
@@ -182,7 +184,7 @@ def parser() -> argparse.ArgumentParser:
                    help="moore: the reference through CLIPImageProcessor as Moore's pipeline does")
     p.add_argument("--feather", type=int, default=DEFAULT_FEATHER, help="latent pixels of soft edge around the mask")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--dtype", default="auto", choices=["auto", "fp16", "bf16", "fp32"])
+    p.add_argument("--dtype", default="auto", choices=["auto", *Precision.values()], help="auto: fp16 on CUDA, else fp32")
     return p
 
 
@@ -191,9 +193,7 @@ def main(argv=None) -> int:
 
     p = parser()
     args = p.parse_args(argv)
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}.get(
-        args.dtype, torch.float16 if args.device.startswith("cuda") else torch.float32
-    )
+    dtype = Precision(args.dtype).dtype if args.dtype != "auto" else (torch.float16 if args.device.startswith("cuda") else torch.float32)
     if not args.tiny and not (args.ref and args.poses and args.models):
         p.error("give --ref, --poses and --models (or --tiny)")
     with tempfile.TemporaryDirectory(prefix="aa2_tiny_models_") as scratch:
@@ -236,7 +236,7 @@ def main(argv=None) -> int:
             models.vae.to(args.device)
             cond, scene = build_conditions(models, ref, poses, driving, mask, args.device, dtype, args.clip_preprocess, args.feather)
             progress = Progress()
-            sampler = Sampler(Models(models.denoising, models.pose), settings, device=args.device, dtype=dtype, on_step=progress)
+            sampler = Sampler(MooreModels(models.denoising, models.pose), settings, device=args.device, dtype=dtype, on_step=progress)
             latents = sampler.sample(cond)
             progress.close()
             frames = images.vae_decode(models.vae, latents)

@@ -12,15 +12,12 @@ import torch.nn.functional as F
 
 from ..conditions.environment import latent_aligned_size
 from ..errors import AA2Error
-from .options import ClipPreprocess
 
 log = logging.getLogger("aa2_core")
 
 # A reference smaller than this (shorter side) or more elongated than this carries no usable character
 MIN_REFERENCE_SIDE = 32
 MAX_REFERENCE_ASPECT = 4.0
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def check_rgb(images: torch.Tensor, what: str) -> torch.Tensor:
@@ -82,31 +79,6 @@ def resize(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
     x = images.permute(0, 3, 1, 2)
     x = F.interpolate(x.float(), size=(height, width), mode="bilinear", align_corners=False, antialias=True)
     return x.permute(0, 2, 3, 1).clamp(0, 1)
-
-
-def clip_pixels(image: torch.Tensor, size: int = 224, preprocess: ClipPreprocess = ClipPreprocess.SQUASH) -> torch.Tensor:
-    """``[1, H, W, 3]`` -> normalised CLIP input ``(1, 3, size, size)``.
-
-    ``squash``: bicubic to a square on the float tensor. ``moore``: exactly Moore-AnimateAnyone's input,
-    the image as 8-bit PIL, resized to a square by PIL, then transformers' ``CLIPImageProcessor``.
-    """
-    preprocess = ClipPreprocess.parse(preprocess, "clip_preprocess")
-    if preprocess == ClipPreprocess.MOORE:
-        return _moore_clip_pixels(image, size).to(image.device)
-    x = F.interpolate(image.permute(0, 3, 1, 2).float(), size=(size, size), mode="bicubic", align_corners=False, antialias=True)
-    mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
-    return (x.clamp(0, 1) - mean) / std
-
-
-def _moore_clip_pixels(image: torch.Tensor, size: int) -> torch.Tensor:
-    from PIL import Image
-    from transformers import CLIPImageProcessor
-
-    pixels = (image[0].float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-    square = Image.fromarray(pixels).resize((size, size))  # Moore: ref_image.resize((224, 224))
-    processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
-    return processor.preprocess(square, return_tensors="pt").pixel_values
 
 
 @torch.no_grad()

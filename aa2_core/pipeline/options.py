@@ -1,32 +1,18 @@
 """Typed sampling options owned by the library; the nodes and the command line list and pass these.
 
-String enums, so a value read from a workflow widget or a command-line flag (``"ddim"``) converts with
-``SchedulerName("ddim")`` and compares equal to its string.
+String enums (``choices.Choice``), so a value read from a workflow widget or a command-line flag (``"ddim"``)
+converts with ``SchedulerName("ddim")`` and compares equal to its string.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from enum import Enum
 
 import torch
 
+from ..choices import Choice, ClipPreprocess  # noqa: F401  (re-exported: the options the nodes list)
 from ..errors import AA2Error
-
-
-class Choice(str, Enum):
-    @classmethod
-    def values(cls) -> list[str]:
-        """The widget / flag choices, in declaration order (the first is the default)."""
-        return [m.value for m in cls]
-
-    @classmethod
-    def parse(cls, value, what: str):
-        try:
-            return cls(value)
-        except ValueError:
-            raise AA2Error(f"{what} must be one of {cls.values()}, got {value!r}") from None
 
 
 class SchedulerName(Choice):
@@ -56,11 +42,6 @@ class Fusion(Choice):
 class ContextSchedule(Choice):
     OPEN = "open"  # windows end at the last frame
     CLOSED_LOOP = "closed_loop"  # Moore-AnimateAnyone's uniform schedule: windows wrap past the end to the start
-
-
-class ClipPreprocess(Choice):
-    SQUASH = "squash"  # the image squashed to 224x224 on its tensor (any size, no rounding)
-    MOORE = "moore"  # Moore's pipeline: uint8 image through transformers' CLIPImageProcessor
 
 
 @dataclass(frozen=True)

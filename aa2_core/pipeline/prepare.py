@@ -13,12 +13,13 @@ Nothing here writes into a tensor it was given.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
+from ..conditions.registry import CONDITION_KINDS, BuildContext, ConditionKind, kind_inputs, register_condition
 from ..conditions.environment import environment_sequence, latent_aligned_size, latent_mask, shape_agnostic_mask
 from ..errors import AA2Error
 from . import images
@@ -46,21 +47,42 @@ class Reference:
 
 @dataclass
 class Conditions:
-    """The network's inputs for ``F`` frames at latent size ``h x w``; full-video tensors may stay on the CPU."""
+    """The network's inputs for ``F`` frames at latent size ``h x w``; full-video tensors may stay on the CPU.
+
+    ``inputs`` holds each condition kind's per-frame tensors by kind name (``conditions.registry``); the
+    properties below name the built-in ones."""
 
     reference: Reference
     skeleton: torch.Tensor  # (F, H, W, 3) 0..1 pose images, H = 8h, W = 8w
-    depth: torch.Tensor | None = None  # (F, H, W) 0..1 structured depth
-    environment_latents: torch.Tensor | None = None  # (F, 4, h, w) scaled latents of the environment frames
-    environment_mask: torch.Tensor | None = None  # (F, h, w) 1 where the character is generated, soft edge
-    object_latents: torch.Tensor | None = None  # (F, 4, h, w) scaled latents of the object frames
-    # Animate-X Implicit Pose Indicator inputs, both or neither (None: IPI off)
-    driving_keypoints: torch.Tensor | None = None  # (F, 18, 3) x/W, y/H, confidence; missing joints 0
-    driving_features: torch.Tensor | None = None  # (F, tokens, dim) CLIP image embeddings of the driving frames
+    inputs: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
 
     @property
     def num_frames(self) -> int:
         return self.skeleton.shape[0]
+
+    def get(self, kind: str, name: str):
+        return self.inputs.get(kind, {}).get(name)
+
+    def put(self, kind: str, name: str, value) -> None:
+        if value is None:
+            self.inputs.get(kind, {}).pop(name, None)
+            if kind in self.inputs and not self.inputs[kind]:
+                del self.inputs[kind]
+        else:
+            self.inputs.setdefault(kind, {})[name] = value
+
+
+def _stored(kind: str, name: str, doc: str) -> property:
+    return property(lambda self: self.get(kind, name), lambda self, value: self.put(kind, name, value), doc=doc)
+
+
+Conditions.depth = _stored("depth", "depth", "(F, H, W) 0..1 structured depth")
+Conditions.environment_latents = _stored("environment", "latents", "(F, 4, h, w) scaled latents of the environment frames")
+Conditions.environment_mask = _stored("environment", "mask", "(F, h, w) 1 where the character is generated, soft edge")
+Conditions.object_latents = _stored("objects", "latents", "(F, 4, h, w) scaled latents of the object frames")
+# Animate-X Implicit Pose Indicator inputs, both or neither (None: IPI off)
+Conditions.driving_keypoints = _stored("ipi", "keypoints", "(F, 18, 3) x/W, y/H, confidence; missing joints 0")
+Conditions.driving_features = _stored("ipi", "features", "(F, tokens, dim) CLIP image embeddings of the driving frames")
 
 
 def output_size(height: int, width: int) -> tuple[int, int]:
@@ -89,40 +111,70 @@ def encode_reference(image: torch.Tensor, size: tuple[int, int], encode: Encode,
     return Reference(latents.cpu(), embeds.cpu(), tokens)
 
 
-def prepare_conditions(reference: Reference, skeleton: torch.Tensor, encode: Encode, depth=None, environment=None,
-                       environment_mask=None, objects=None, feather: int = DEFAULT_FEATHER, keypoints=None,
-                       driving_features=None) -> Conditions:
+def prepare_conditions(reference: Reference, skeleton: torch.Tensor, encode: Encode, **inputs) -> Conditions:
     """Pose frames and the optional driving-video inputs -> ``Conditions`` at the reference's size.
 
-    ``skeleton`` IMAGE ``[F, H, W, 3]`` sets the frame count. ``depth`` ``[F, H, W]`` (or an IMAGE) is
-    structured depth. ``environment`` IMAGE and ``environment_mask`` MASK (the formulated mask, 1 where the
-    character goes) come together. ``objects`` IMAGE are the object frames. ``keypoints`` (``Pose`` list or
-    ``keypoint_tensor``) and ``driving_features`` (``driving_clip_features``) turn on the Implicit Pose Indicator.
+    ``skeleton`` IMAGE ``[F, H, W, 3]`` sets the frame count. The other keywords belong to the registered
+    condition kinds (``conditions.registry``); the built-in ones: ``depth`` ``[F, H, W]`` (or an IMAGE), structured
+    depth; ``environment`` IMAGE and ``environment_mask`` MASK (the formulated mask, 1 where the character goes)
+    together, with ``feather``; ``objects`` IMAGE, the object frames; ``keypoints`` (``Pose`` list or
+    ``keypoint_tensor``) and ``driving_features`` (``driving_clip_features``), the Implicit Pose Indicator.
     """
     height, width = reference.size
     skeleton = images.resize(images.check_rgb(skeleton, "pose images"), height, width)
-    frames = skeleton.shape[0]
     cond = Conditions(reference, skeleton)
-    if depth is not None:
-        cond.depth = resize_plane(_frames_checked(depth, frames, "depth"), height, width)
+    owners = kind_inputs()
+    unknown = sorted(k for k, v in inputs.items() if v is not None and k not in owners)
+    if unknown:
+        raise AA2Error(f"prepare_conditions: unknown input(s) {unknown}; the condition kinds take {sorted(owners)}")
+    ctx = BuildContext(height, width, skeleton.shape[0], encode)
+    for kind in CONDITION_KINDS.values():
+        values = {k: inputs[k] for k in kind.inputs if inputs.get(k) is not None}
+        if kind.given(values):
+            cond.inputs[kind.name] = kind.build(ctx, **values)
+    return cond
+
+
+def _build_depth(ctx: BuildContext, depth) -> dict:
+    return {"depth": resize_plane(_frames_checked(depth, ctx.frames, "depth"), ctx.height, ctx.width)}
+
+
+def _build_environment(ctx: BuildContext, environment=None, environment_mask=None, feather: int = DEFAULT_FEATHER) -> dict:
     if (environment is None) != (environment_mask is None):
         raise AA2Error("environment and environment_mask come together: give both or neither")
-    if environment is not None:
-        cond.environment_latents, cond.environment_mask = environment_latents(
-            _frames_checked(environment, frames, "environment"), _frames_checked(environment_mask, frames, "environment_mask"),
-            (height, width), encode, feather)
-    if objects is not None:
-        frames_in = images.check_rgb(_frames_checked(objects, frames, "objects"), "objects")
-        images.fit_size(frames_in.shape[1:3], (height, width), "objects", "the output (reference) size")
-        cond.object_latents = encode(images.resize(frames_in, height, width)).float()
+    latents, mask = environment_latents(_frames_checked(environment, ctx.frames, "environment"),
+                                        _frames_checked(environment_mask, ctx.frames, "environment_mask"),
+                                        (ctx.height, ctx.width), ctx.encode, feather)
+    return {"latents": latents, "mask": mask}
+
+
+def _build_objects(ctx: BuildContext, objects) -> dict:
+    frames_in = images.check_rgb(_frames_checked(objects, ctx.frames, "objects"), "objects")
+    images.fit_size(frames_in.shape[1:3], (ctx.height, ctx.width), "objects", "the output (reference) size")
+    return {"latents": ctx.encode(images.resize(frames_in, ctx.height, ctx.width)).float()}
+
+
+def _build_ipi(ctx: BuildContext, keypoints=None, driving_features=None) -> dict:
     if (keypoints is None) != (driving_features is None):
         raise AA2Error("the Implicit Pose Indicator needs both the driving keypoints and the driving frames' CLIP "
                        "features: give both or neither")
-    if keypoints is not None:
-        keypoints = keypoints if isinstance(keypoints, torch.Tensor) else keypoint_tensor(keypoints)
-        cond.driving_keypoints = _frames_checked(keypoints, frames, "driving keypoints").float()
-        cond.driving_features = _frames_checked(driving_features, frames, "driving CLIP features").float()
-    return cond
+    keypoints = keypoints if isinstance(keypoints, torch.Tensor) else keypoint_tensor(keypoints)
+    return {"keypoints": _frames_checked(keypoints, ctx.frames, "driving keypoints").float(),
+            "features": _frames_checked(driving_features, ctx.frames, "driving CLIP features").float()}
+
+
+# The built-in kinds, in the order their inputs are built. What each feeds in the network is the model
+# family's business (families/moore.py registers the Moore/AA2 network inputs).
+register_condition(ConditionKind("depth", ("depth",), _build_depth, module_group="aa2",
+                                 from_clip=lambda clip: {"depth": clip.depth}, help="structured depth (pose modulation)"))
+register_condition(ConditionKind("environment", ("environment", "environment_mask", "feather"), _build_environment,
+                                 options=("feather",), module_group="aa2",
+                                 from_clip=lambda clip: {"environment": clip.environment, "environment_mask": clip.environment_mask},
+                                 help="the driving video's scene outside the formulated mask"))
+register_condition(ConditionKind("objects", ("objects",), _build_objects, module_group="aa2",
+                                 from_clip=lambda clip: {"objects": clip.objects}, help="object guider frames"))
+register_condition(ConditionKind("ipi", ("keypoints", "driving_features"), _build_ipi, module_group="ipi",
+                                 help="Animate-X's Implicit Pose Indicator: driving keypoints + CLIP features"))
 
 
 def keypoint_tensor(poses) -> torch.Tensor:
@@ -225,6 +277,10 @@ def validate_conditions(cond: Conditions) -> None:
             raise AA2Error(f"{name} has {tensor.shape[0]} frames but the pose sequence has {f}; they must match")
         if tuple(tensor.shape[1:]) != shape:
             raise AA2Error(f"{name} has per-frame shape {tuple(tensor.shape[1:])}, expected {shape}")
+    for kind, tensors in cond.inputs.items():  # every kind's tensors, registered or plugged in, are per frame
+        for name, tensor in tensors.items():
+            if tensor.shape[0] != f:
+                raise AA2Error(f"{kind} {name} has {tensor.shape[0]} frames but the pose sequence has {f}; they must match")
     if (cond.environment_latents is None) != (cond.environment_mask is None):
         raise AA2Error("environment latents and environment mask come together: give both or neither")
     if (cond.driving_keypoints is None) != (cond.driving_features is None):

@@ -15,20 +15,13 @@ import torch
 from einops import rearrange
 
 from ..errors import AA2Error
-from ..models import DenoisingNet, PoseModulation
-from ..models.reference_attention import ReferenceKV
+from ..families.base import Denoiser
 from .options import SamplerSettings, StitchMode
 from .prepare import Conditions, validate_conditions
 from .schedulers import make_scheduler
 from .windows import clip_plan, context_windows, fusion_weights
 
 StepCallback = Callable[[int, int, torch.Tensor], None]  # (steps done, total steps, current latents)
-
-
-@dataclass
-class Models:
-    denoising: DenoisingNet
-    pose: PoseModulation
 
 
 def initial_noise(conditions: Conditions, seed: int) -> torch.Tensor:
@@ -54,7 +47,7 @@ def total_steps(settings: SamplerSettings, num_frames: int) -> int:
 class _ClipInputs:
     """One clip's inputs: the DenoisingNet's keyword arguments, and the environment kept in environment mode."""
 
-    network: dict  # pose_features, object_features, environment (DenoisingNet.forward keywords)
+    network: dict  # the family's network inputs for this clip
     environment: tuple[torch.Tensor, torch.Tensor] | None  # (latents (1, c, f, h, w), mask (1, 1, f, h, w))
 
     def to(self, device) -> "_ClipInputs":
@@ -67,8 +60,7 @@ class _ClipInputs:
 class _Run:
     """Everything one ``sample`` call computes once and carries through its steps."""
 
-    context: torch.Tensor  # image embedding on the device
-    reference: ReferenceKV
+    state: object  # what the model family computed once for this video (``Denoiser.begin``)
     noise: torch.Tensor  # (1, c, F, h, w) on the CPU
     scheduler: object
     generator: torch.Generator  # for schedulers that add noise inside a step (LCM)
@@ -83,8 +75,12 @@ class _Run:
 
 
 class Sampler:
-    def __init__(self, models: Models, settings: SamplerSettings, device=None, dtype=torch.float32,
+    """The denoising loop, shared by every model family (``families.base.Denoiser``)."""
+
+    def __init__(self, models: Denoiser, settings: SamplerSettings, device=None, dtype=torch.float32,
                  storage_device="cpu", on_step: StepCallback | None = None):
+        if not isinstance(models, Denoiser):
+            raise AA2Error(f"models must be a model family's Denoiser (e.g. families.moore.MooreModels), got {type(models).__name__}")
         if not isinstance(settings, SamplerSettings):
             raise AA2Error(f"settings must be a SamplerSettings, got {type(settings).__name__}")
         self.models, self.settings = models, settings
@@ -100,17 +96,11 @@ class Sampler:
         ``noise`` ``(1, 4, F, h, w)`` defaults to ``initial_noise(conditions, seed)``.
         """
         validate_conditions(conditions)
-        if conditions.driving_keypoints is not None:
-            self.models.denoising.require("ipi")  # before any step runs, naming the aa2-modules file
         s, f = self.settings, conditions.num_frames
-        self.models.denoising.check_clip_length(min(f, s.stitching.clip_length))  # clips and windows alike
+        self.models.check(conditions, min(f, s.stitching.clip_length))  # clips and windows alike
         noise = initial_noise(conditions, s.seed) if noise is None else noise.float().cpu()
-        ref = conditions.reference
-        round_to = s.reference_token_dtype or self.dtype
-        tokens = {k: v.to(self.device, round_to).to(self.dtype) for k, v in ref.tokens.items()}
         run = _Run(
-            context=ref.image_embeds.to(self.device, self.dtype),
-            reference=self.models.denoising.reference_kv(tokens),
+            state=self.models.begin(conditions, self.device, self.dtype, s.reference_token_dtype),
             noise=noise,
             scheduler=make_scheduler(s.scheduler, s.schedule),
             generator=torch.Generator("cpu").manual_seed((s.seed + 1) % 2**64),
@@ -179,7 +169,7 @@ class Sampler:
     # ---- shared pieces ------------------------------------------------------------------------
     def _clip_inputs(self, cond: Conditions, frames: torch.Tensor, device, environment: bool = True) -> _ClipInputs:
         """Per-clip model inputs, computed once per clip (pose features, object features, environment)."""
-        network = network_inputs(self.models, cond, frames, self.device, self.dtype)
+        network = self.models.clip_inputs(cond, frames, self.device, self.dtype)
         env = environment_video(cond, frames, device) if environment else None
         return _ClipInputs(network, env).to(device)
 
@@ -192,40 +182,10 @@ class Sampler:
         return mask * latents + (1 - mask) * target
 
     def _predict(self, run: _Run, x: torch.Tensor, t, inputs: dict) -> torch.Tensor:
-        """Model output with classifier-free guidance; the unconditional branch has no reference, zero embedding."""
-        net, s = self.models.denoising, self.settings
-        context, reference = run.context, run.reference
-        x = x.to(self.dtype)
-        if s.cfg == 1.0:
-            return net(x, t, context, reference=reference, **inputs).float()
-        zero = torch.zeros_like(context)
-        if s.cfg_batch:
-            batched = {k: _twice(v) for k, v in inputs.items()}
-            out = net(torch.cat([x, x]), t, torch.cat([zero, context]), reference=reference,
-                      reference_rows=torch.tensor([False, True], device=x.device), **batched).float()
-            uncond, cond = out.chunk(2)
-        else:
-            uncond = net(x, t, zero, **inputs).float()
-            cond = net(x, t, context, reference=reference, **inputs).float()
-        return uncond + s.cfg * (cond - uncond)
-
-
-def network_inputs(models: Models, cond: Conditions, frames: torch.Tensor, device, dtype) -> dict:
-    """The DenoisingNet's per-clip keyword inputs for ``frames`` (indices): pose features, object features,
-    the AA2 environment input and the IPI motion tokens (exact no-ops until trained). The sampler and the
-    trainer both use it."""
-    skeleton = rearrange(cond.skeleton[frames].to(device, dtype), "f h w c -> f c h w")
-    depth = None if cond.depth is None else cond.depth[frames, None].to(device, dtype)
-    network = dict(pose_features=models.pose(skeleton, depth, num_frames=len(frames)))
-    if cond.object_latents is not None:
-        network["object_features"] = models.denoising.encode_objects(_video(cond.object_latents[frames].to(device, dtype)))
-    env = environment_video(cond, frames, device)
-    if env is not None:
-        network["environment"] = torch.cat(env, dim=1).to(dtype)
-    if cond.driving_keypoints is not None:  # IPI on: motion tokens of this clip's frames
-        network["motion_tokens"] = models.denoising.encode_motion(
-            cond.driving_keypoints[frames].to(device, dtype), cond.driving_features[frames].to(device, dtype), len(frames))
-    return network
+        """The family's prediction, guided: uncond + cfg * (cond - uncond)."""
+        s = self.settings
+        uncond, cond = self.models.predict(run.state, x.to(self.dtype), t, inputs, guided=s.cfg != 1.0, batched=s.cfg_batch)
+        return cond if uncond is None else uncond + s.cfg * (cond - uncond)
 
 
 def environment_video(cond: Conditions, frames: torch.Tensor, device):
@@ -239,9 +199,3 @@ def environment_video(cond: Conditions, frames: torch.Tensor, device):
 
 def _video(frames: torch.Tensor) -> torch.Tensor:
     return rearrange(frames, "f c h w -> 1 c f h w")
-
-
-def _twice(v):
-    if isinstance(v, list):
-        return [torch.cat([x, x]) for x in v]
-    return torch.cat([v, v])

@@ -64,6 +64,8 @@ class TrainingClip:
     # [F, 18, 3] the target frames' body keypoints (``keypoint_tensor``: x/W, y/H, confidence) after scale
     # augmentation and before the EPI: the IPI's queries for the driving video, which here is the clip itself
     keypoints: torch.Tensor | None = None
+    # inputs of plug-in condition kinds: {kind name: {prepare_conditions keyword: value}} (conditions.registry)
+    extras: dict = field(default_factory=dict)
 
 
 class TrainingSet:

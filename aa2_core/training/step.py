@@ -17,10 +17,11 @@ from einops import rearrange
 from torch import nn
 
 from ..conditions.objects import OBJECT_BACKGROUND
+from ..conditions.registry import CONDITION_KINDS
 from ..pipeline import images
 from ..errors import AA2Error
 from ..pipeline.prepare import driving_clip_features, encode_reference, prepare_conditions
-from ..pipeline.sampler import Models, network_inputs
+from ..families.moore import MooreModels, network_inputs
 
 
 def clip_conditions(models, clip, device, dtype=None):
@@ -41,9 +42,8 @@ def clip_conditions(models, clip, device, dtype=None):
         keypoints = clip.keypoints
         with torch.no_grad():
             driving = driving_clip_features(clip.frames, models.image_encoder.embed)
-    return prepare_conditions(reference, clip.skeleton, encode, depth=clip.depth, environment=clip.environment,
-                              environment_mask=clip.environment_mask, objects=clip.objects, keypoints=keypoints,
-                              driving_features=driving)
+    inputs = {key: value for kind in CONDITION_KINDS.values() for key, value in kind.clip_inputs(clip).items()}
+    return prepare_conditions(reference, clip.skeleton, encode, **inputs, keypoints=keypoints, driving_features=driving)
 
 
 def uses_ipi(models, clip) -> bool:
@@ -100,7 +100,7 @@ class TrainStep(nn.Module):
                 cond = clip_conditions(self, clip, device)
             conds.append(cond)
             frames = torch.arange(cond.num_frames)
-            inputs.append(network_inputs(Models(self.denoising, self.pose), cond, frames, device, torch.float32))
+            inputs.append(network_inputs(MooreModels(self.denoising, self.pose), cond, frames, device, torch.float32))
             with torch.no_grad():
                 videos.append(rearrange(images.vae_encode(self.vae, clip.frames), "f c h w -> c f h w"))
         video = torch.stack(videos).to(device)

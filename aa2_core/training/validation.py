@@ -8,7 +8,8 @@ import torch
 
 from ..pipeline import images
 from ..pipeline.options import SamplerSettings, Stitching
-from ..pipeline.sampler import Models, Sampler
+from ..families.moore import MooreModels
+from ..pipeline.sampler import Sampler
 from ..video_io import write_video
 from .step import clip_conditions, fill_missing
 
@@ -21,7 +22,7 @@ def render_validation(models, clip, path: str, steps: int, cfg: float, device, d
     cond = clip_conditions(models, clip, device)
     frames = cond.num_frames
     settings = SamplerSettings(steps=steps, cfg=cfg, seed=0, stitching=Stitching(clip_length=frames, motion_frames=0))
-    latents = Sampler(Models(models.denoising, models.pose), settings, device=device, dtype=dtype).sample(cond)
+    latents = Sampler(MooreModels(models.denoising, models.pose), settings, device=device, dtype=dtype).sample(cond)
     render = images.vae_decode(models.vae, latents)
     video = torch.cat([clip.frames.float(), render.float()], dim=2)
     write_video(path, video)

@@ -96,7 +96,7 @@ def sample(aa2_core, patchers, cond):
     options, sampler = aa2_core("aa2_core.pipeline.options"), aa2_core("aa2_core.pipeline.sampler")
     settings = options.SamplerSettings(steps=STEPS, cfg=3.5, seed=3,
                                        stitching=options.Stitching(clip_length=4, motion_frames=1))
-    models = sampler.Models(patchers["denoising"].model, patchers["pose"].model)
+    models = aa2_core("aa2_core.families.moore").MooreModels(patchers["denoising"].model, patchers["pose"].model)
     return sampler.Sampler(models, settings).sample(cond)
 
 
