@@ -296,3 +296,31 @@ def test_an_interrupted_out_write_keeps_the_previous_file(tmp_path, data_dir, mo
     assert f"error: --out {out}: could not write it (No space left on device); a file already there is unchanged" in log, log
     assert out.read_bytes() == b"previous weights"
     assert [n for n in os.listdir(tmp_path) if n != "aa2_run"] == ["aa2.safetensors"]  # no partial file beside it
+
+
+def test_a_two_process_checkpoint_is_whole_and_resumes(tmp_path, data_dir, models_dir, one_thread):
+    """Two CPU processes (gloo DDP) train 3 steps and write a checkpoint at step 2 through the gather/broadcast
+    path (the main process writes every file, each process's RNG included). One process with their batch
+    resumes it: its step 3 has the two-process run's step-3 loss (the same clips, 1x2 = 2x1, see
+    test_training_accelerate), so the trained weights and the data position came back whole. (The optimizer state
+    is each process's same copy; test_training.py's resume test checks it.)
+
+    Mutation seen failing: the trained weights not copied back in TrainingState.load."""
+    import subprocess
+
+    from training_helpers import PYTHON, subprocess_env
+
+    launcher = shutil.which("accelerate", path=str(__import__("pathlib").Path(PYTHON).parent))
+    args = train_args(data_dir, models_dir, tmp_path / "two.safetensors", "--steps", 3, "--checkpoint-every", 2, "--batch-size", 1, *COMMON)
+    two = subprocess.run([launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+                          "--dynamo_backend", "no", "-m", "aa2_core", *map(str, args)], env=subprocess_env(), capture_output=True,
+                         text=True, timeout=400, cwd=tmp_path)
+    assert two.returncode == 0 and "2 process(es) x batch 1" in two.stdout, two.stderr[-3000:]
+    ckpt = step_dir(tmp_path / "two_run", 2)
+    assert sorted(os.listdir(ckpt)) == ["optimizer.pt", "rng.safetensors", "state.json", "trained.safetensors"]
+    assert set(engine.load_file(str(ckpt / "rng.safetensors"))) == {"0.torch", "1.torch"}
+
+    code, resumed = run(train_args(data_dir, models_dir, tmp_path / "resumed.safetensors", "--steps", 3, "--batch-size", 2,
+                                   "--resume", tmp_path / "two_run", *COMMON))
+    assert code == 0 and "at step 2" in resumed, resumed
+    assert losses(resumed)[0] == pytest.approx(losses(two.stdout)[2], rel=1e-5), (losses(two.stdout), losses(resumed))
