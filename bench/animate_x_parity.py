@@ -38,6 +38,10 @@ What runs, as ``inference_animate_x_entrance.py`` does with ``configs/Animate_X_
 (b) the entrance's noise (seed, the reference's VAE posterior draw, noise, offset noise x 0.1) and
     ``DiffusionDDIM(linear_sd, zero_terminal_snr, v).ddim_sample_loop`` with CFG 2.5 over ``--steps`` (4: a
     3-step schedule visits t = 999 where alpha_bar = 0 and the released step gives NaN); tolerance 1e-4;
+(d) the VAE: the released ``AutoencoderKL`` (LDM, ``init_from_ckpt`` of a tiny ``v2-1_512-ema-pruned.ckpt`` with
+    ``first_stage_model.*`` keys, strict) against diffusers' ``AutoencoderKL`` through the pack's VAE loader:
+    encoder moments of the reference, the seeded reference latent sample, and the entrance's decode of (b)'s
+    final latents (1 / 0.18215, 2 frames at a time); tolerance 1e-5 (decode: 1e-4, it follows the loop);
 (c) the full-size key layout: the released UNet with the YAML + default_config values, built on the meta device,
     its ``{key: shape}`` saved so a test checks ours builds the same from ``AnimateXConfig()``.
 
@@ -409,9 +413,37 @@ def main(args):
     out.update(ddim_noise=noise, ddim_final=final, ddim_steps_x=steps_x, ddim_timesteps=steps_t,
                alphas_cumprod=diffusion.alphas_cumprod.clone())
 
+    # (d) the VAE
+    import tempfile
+
+    from aa2_core.families.animate_x import vae as ours_vae
+    from aa2_core.families.animate_x.loader import load_animate_x_vae
+    from aa2_core.families.animate_x.tiny import TINY_VAE_DDCONFIG, write_tiny_animate_x_files
+
+    with tempfile.TemporaryDirectory() as tmp:
+        files = write_tiny_animate_x_files(tmp, args.tiny_seed)
+        their_vae = R["autoencoder"].AutoencoderKL(ddconfig=dict(TINY_VAE_DDCONFIG, video_kernel_size=[3, 1, 1]),
+                                                    embed_dim=4, pretrained=files["vae"]).eval()
+        our_vae = load_animate_x_vae(files["vae"])
+    ref01 = (inp["ref_u8"].float() / 255)[None]
+    moments = their_vae.encode(ref01.sub(0.5).div_(0.5)).parameters
+    report["vae_moments"] = maxdiff(moments, ours_vae.posterior_moments(our_vae, ref01))
+    torch.manual_seed(args.seed)
+    their_ref = R["autoencoder"].get_first_stage_encoding(their_vae.encode(ref01.sub(0.5).div_(0.5)))
+    report["vae_reference_latent"] = maxdiff(
+        their_ref, ours_vae.reference_latent(our_vae, ref01, torch.Generator().manual_seed(args.seed)))
+    z = (1. / 0.18215 * final).permute(0, 2, 1, 3, 4).flatten(0, 1)  # the entrance's decode
+    decoded = torch.cat([their_vae.decode(part) for part in torch.chunk(z, z.shape[0] // min(2, z.shape[0]), dim=0)])
+    decoded = decoded.unflatten(0, (1, F_)).permute(0, 2, 1, 3, 4)
+    report["vae_decode"] = maxdiff(decoded, ours_vae.decode_latents(our_vae, final))
+    report["vae_decode_of_our_loop"] = maxdiff(decoded, ours_vae.decode_latents(our_vae, our_final))
+    out.update(vae_moments=moments, vae_reference_latent=their_ref, vae_decoded=decoded)
+
     ok_all = (all(report[f"forward_{n}"] <= FORWARD_TOL for n in ("cond", "uncond", "cond_randomref"))
               and report["noise"] == 0 and report["ddim_final"] <= DDIM_TOL and report["ddim_timesteps_equal"]
-              and report["alphas_cumprod"] == 0)
+              and report["alphas_cumprod"] == 0 and report["vae_moments"] <= FORWARD_TOL
+              and report["vae_reference_latent"] <= FORWARD_TOL and report["vae_decode"] <= FORWARD_TOL
+              and report["vae_decode_of_our_loop"] <= DDIM_TOL)
 
     # (c) the full-size layout
     layout = None

@@ -17,8 +17,10 @@ from safetensors.torch import load_file
 
 from aa2_core.errors import CheckpointError
 from aa2_core.families.animate_x import diffusion
+from aa2_core.families.animate_x import vae as animate_x_vae
 from aa2_core.families.animate_x.config import TINY_CONFIG, AnimateXConfig
-from aa2_core.families.animate_x.loader import convert_to_safetensors, load_animate_x_unet, unet_from_state_dict
+from aa2_core.families.animate_x.loader import (convert_to_safetensors, load_animate_x_unet, load_animate_x_vae,
+                                                unet_from_state_dict)
 from aa2_core.families.animate_x.tiny import tiny_animate_x_state_dict, write_tiny_animate_x_files
 from aa2_core.families.animate_x.unet import AnimateXUNet
 
@@ -124,6 +126,19 @@ def test_full_size_layout_is_the_released_one():
     assert {k: list(v.shape) for k, v in model.state_dict().items()} == layout
     meta_sd = {k: torch.empty(v, device="meta") for k, v in layout.items()}
     assert AnimateXConfig.from_state_dict(meta_sd) == AnimateXConfig()
+
+
+def test_vae_matches_released(tmp_path, fx):
+    """SD2.1 VAE (first_stage_model.* of a tiny v2-1_512-ema-pruned.ckpt) through the pack's VAE loader: encoder
+    moments, the entrance's seeded reference latent, and its decode of the loop's final latents."""
+    t, meta = fx
+    vae = load_animate_x_vae(write_tiny_animate_x_files(str(tmp_path), meta["tiny_seed"])["vae"])
+    ref01 = (t["ref_u8"].float() / 255)[None]
+    tol = meta["forward_tolerance"]
+    assert maxdiff(animate_x_vae.posterior_moments(vae, ref01), t["vae_moments"]) <= tol
+    latent = animate_x_vae.reference_latent(vae, ref01, torch.Generator().manual_seed(meta["seed"]))
+    assert maxdiff(latent, t["vae_reference_latent"]) <= tol
+    assert maxdiff(animate_x_vae.decode_latents(vae, t["ddim_final"]), t["vae_decoded"]) <= tol
 
 
 # ---- the fixtures catch mistakes -------------------------------------------------------------------

@@ -48,6 +48,15 @@ def load_animate_x_unet(path: str, head_dim: int | None = None, pool_size: tuple
     return unet_from_state_dict(read_state_dict(path, WHAT), source, head_dim, pool_size, dtype)
 
 
+def load_animate_x_vae(path: str):
+    """The SD2.1 VAE the released code uses: ``v2-1_512-ema-pruned.ckpt`` (its ``first_stage_model.*`` keys), a
+    VAE-only LDM file or a diffusers/ComfyUI SD2.x VAE file -> diffusers ``AutoencoderKL`` (the pack's VAE loader).
+    Latents are scaled by ``SCALE_FACTOR`` (0.18215) as in SD1.5."""
+    from ...checkpoints.loaders import load_vae
+
+    return load_vae(os.fspath(path))
+
+
 def convert_to_safetensors(path: str, out: str) -> str:
     """The released pickle -> safetensors (same keys), checked to load first."""
     sd = read_state_dict(path, WHAT)

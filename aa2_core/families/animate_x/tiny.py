@@ -3,7 +3,9 @@
 ``tiny_animate_x_state_dict(seed)`` is deterministic: every tensor of ``AnimateXUNet(TINY_CONFIG)`` is drawn in
 sorted key order from one seeded generator (zero-initialised layers included, so every path carries signal);
 the IPI's sinusoid table stays the sinusoid. ``write_tiny_animate_x_files`` saves it as the released
-``animate-x_ckpt.pth`` is saved (a pickle of a flat ``{key: tensor}`` dict).
+``animate-x_ckpt.pth`` is saved (a pickle of a flat ``{key: tensor}`` dict), and a tiny SD2.1-style checkpoint
+``v2-1_512-ema-pruned.ckpt`` (``{"state_dict": {"first_stage_model.*": ...}}``, the LDM VAE layout the released
+``AutoencoderKL.init_from_ckpt`` reads; only the VAE part, no UNet or text encoder).
 """
 
 from __future__ import annotations
@@ -37,9 +39,87 @@ def tiny_animate_x_state_dict(seed: int = TINY_SEED, config: AnimateXConfig = TI
     return out
 
 
+# the LDM ``ddconfig`` of the tiny VAE (SD2.1: ch 128, ch_mult [1, 2, 4, 4], num_res_blocks 2)
+TINY_VAE_DDCONFIG = dict(double_z=True, z_channels=4, resolution=256, in_channels=3, out_ch=3, ch=32,
+                         ch_mult=[1, 2, 2, 2], num_res_blocks=1, attn_resolutions=[], dropout=0.0)
+VAE_PREFIX = "first_stage_model."
+
+
+def ldm_vae_shapes(ch: int, ch_mult, num_res_blocks: int, in_channels: int = 3, out_ch: int = 3,
+                   z_channels: int = 4, embed_dim: int = 4) -> dict[str, tuple[int, ...]]:
+    """``{key: shape}`` of an LDM ``AutoencoderKL`` (no attention outside the mid blocks, ``double_z``)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def conv(name, cout, cin, k=3):
+        shapes[name + ".weight"], shapes[name + ".bias"] = (cout, cin, k, k), (cout,)
+
+    def norm(name, c):
+        shapes[name + ".weight"], shapes[name + ".bias"] = (c,), (c,)
+
+    def resnet(name, cin, cout):
+        norm(name + ".norm1", cin), conv(name + ".conv1", cout, cin)
+        norm(name + ".norm2", cout), conv(name + ".conv2", cout, cout)
+        if cin != cout:
+            conv(name + ".nin_shortcut", cout, cin, 1)
+
+    def mid(name, c):
+        resnet(name + ".block_1", c, c)
+        norm(name + ".attn_1.norm", c)
+        for q in ("q", "k", "v", "proj_out"):
+            conv(f"{name}.attn_1.{q}", c, c, 1)
+        resnet(name + ".block_2", c, c)
+
+    levels = len(ch_mult)
+    conv("encoder.conv_in", ch, in_channels)
+    width = ch
+    for i, m in enumerate(ch_mult):
+        for j in range(num_res_blocks):
+            resnet(f"encoder.down.{i}.block.{j}", width, ch * m)
+            width = ch * m
+        if i != levels - 1:
+            conv(f"encoder.down.{i}.downsample.conv", width, width)
+    mid("encoder.mid", width)
+    norm("encoder.norm_out", width)
+    conv("encoder.conv_out", 2 * z_channels, width)
+    width = ch * ch_mult[-1]
+    conv("decoder.conv_in", width, z_channels)
+    mid("decoder.mid", width)
+    for i in reversed(range(levels)):
+        for j in range(num_res_blocks + 1):
+            resnet(f"decoder.up.{i}.block.{j}", width, ch * ch_mult[i])
+            width = ch * ch_mult[i]
+        if i != 0:
+            conv(f"decoder.up.{i}.upsample.conv", width, width)
+    norm("decoder.norm_out", width)
+    conv("decoder.conv_out", out_ch, width)
+    conv("quant_conv", 2 * embed_dim, 2 * z_channels, 1)
+    conv("post_quant_conv", z_channels, embed_dim, 1)
+    return shapes
+
+
+def tiny_sd21_vae_state_dict(seed: int = TINY_SEED + 3, std: float = 0.05) -> dict[str, torch.Tensor]:
+    """Random weights with ``first_stage_model.*`` keys (the VAE part of ``v2-1_512-ema-pruned.ckpt``)."""
+    d = TINY_VAE_DDCONFIG
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for key, shape in sorted(ldm_vae_shapes(d["ch"], d["ch_mult"], d["num_res_blocks"], d["in_channels"],
+                                            d["out_ch"], d["z_channels"]).items()):
+        if len(shape) == 1 and key.endswith("weight") and ("norm" in key):
+            value = 1 + std * torch.randn(shape, generator=g)
+        elif len(shape) > 1:
+            value = torch.randn(shape, generator=g) / (shape[1] * shape[2] * shape[3]) ** 0.5
+        else:
+            value = std * torch.randn(shape, generator=g)
+        out[VAE_PREFIX + key] = value
+    return out
+
+
 def write_tiny_animate_x_files(folder: str, seed: int = TINY_SEED) -> dict[str, str]:
-    """Write ``animate-x_ckpt.pth`` (tiny, released layout) into ``folder``; returns ``{role: path}``."""
+    """Write ``animate-x_ckpt.pth`` and ``v2-1_512-ema-pruned.ckpt`` (tiny, released layouts) into ``folder``;
+    returns ``{role: path}``."""
     os.makedirs(folder, exist_ok=True)
     unet = os.path.join(folder, "animate-x_ckpt.pth")
     torch.save(tiny_animate_x_state_dict(seed), unet)
-    return dict(unet=unet)
+    vae = os.path.join(folder, "v2-1_512-ema-pruned.ckpt")
+    torch.save({"state_dict": tiny_sd21_vae_state_dict(seed + 3)}, vae)
+    return dict(unet=unet, vae=vae)
