@@ -115,3 +115,45 @@ def test_bad_inputs_name_what_was_expected(models_dir, pixels):
         prepare_conditions(cond.reference, pixels["poses"], encode, environment=pixels["driving"])
     with pytest.raises(AA2Error, match="objects has 6 frames"):
         prepare_conditions(cond.reference, pixels["poses"], encode, objects=torch.rand(6, *SIZE, 3))
+
+
+def test_cli_objects_depth_and_ipi_inputs_take_the_nodes_path(models_dir, pixels):
+    """animate --objects/--depth/--driving-keypoints: build_conditions gives what the node functions give
+    (AA2 Object Guider's object_sequence, AA2 Pose Condition's structured_depth, the IPI node's keypoints and
+    driving CLIP features), through the same prepare."""
+    import numpy as np
+
+    from aa2_core.conditions.depth import structured_depth
+    from aa2_core.conditions.keypoints import Pose
+    from aa2_core.conditions.objects import object_sequence
+    from aa2_core.pipeline.prepare import driving_clip_features, keypoint_tensor
+    from aa2_core.tiny import TINY_IPI_CONFIG
+
+    models = assemble_from_folder(models_dir)
+    frames = pixels["poses"].shape[0]
+    objects_mask = torch.zeros(frames, *SIZE, 3)
+    objects_mask[:, 30:40, 30:44] = 1
+    depth = torch.rand(frames, *SIZE, 3, generator=torch.Generator().manual_seed(5))
+    body = np.zeros((18, 3))
+    body[1], body[8] = (20, 10, 0.9), (22, 40, 0.8)
+    poses = [Pose(body + [[t, 0, 0]] * 18, SIZE[0], SIZE[1]) for t in range(frames)]
+    models.denoising.add_ipi(TINY_IPI_CONFIG)
+
+    cli, _ = build_conditions(models, pixels["ref"], pixels["poses"], pixels["driving"], pixels["mask"],
+                              object_mask=objects_mask, depth=depth, keypoints=poses)
+
+    def encode(x):
+        return images.vae_encode(models.vae, x)
+
+    env, env_mask = environment_frames(pixels["driving"], pixels["mask"][..., 0], SIZE)
+    with torch.no_grad():
+        expected = prepare_conditions(cli.reference, pixels["poses"], encode, environment=env, environment_mask=env_mask,
+                                      objects=object_sequence(pixels["driving"], [objects_mask[..., 0]])[0],
+                                      depth=structured_depth(depth, pixels["poses"]), keypoints=keypoint_tensor(poses),
+                                      driving_features=driving_clip_features(pixels["driving"], models.image_encoder.embed))
+    assert_same_conditions(cli, expected)
+    assert cli.object_latents is not None and cli.depth is not None and (cli.depth > 0).any()
+    assert torch.equal(cli.driving_keypoints, expected.driving_keypoints)
+    assert torch.equal(cli.driving_features, expected.driving_features)
+    with pytest.raises(AA2Error, match="need the driving video"):
+        build_conditions(models, pixels["ref"], pixels["poses"], object_mask=objects_mask)

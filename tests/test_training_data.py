@@ -246,18 +246,3 @@ def test_fast_sampler_is_bit_identical_to_the_plain_recipe(tmp_path, options):
         fast, plain = dataset.sample(torch.Generator().manual_seed(seed)), reference_sample(dataset, seed)
         for name in ("frames", "reference", "environment", "environment_mask", "objects", "skeleton", "depth", "character_mask"):
             assert torch.equal(getattr(fast, name), getattr(plain, name)), (seed, name)
-
-
-def test_skeleton_depth_from_the_uint8_drawing_equals_structured_depth():
-    """The sampler takes the structured depth off the uint8 drawing; for every value in every channel it is
-    ``structured_depth`` of the float skeleton (value / 255) it returns."""
-    from aa2_core.conditions.depth import structured_depth
-    from aa2_core.training.data import skeleton_depth
-
-    values = torch.arange(256, dtype=torch.uint8)
-    a, b = torch.meshgrid(values, values, indexing="ij")
-    for third in (values.flip(0)[:, None].expand(256, 256), torch.zeros(256, 256, dtype=torch.uint8)):
-        drawn = torch.stack([a, b, third], -1)[None]
-        depth = torch.rand(1, 256, 256) + 0.1
-        for image in (drawn, drawn[..., [2, 0, 1]], drawn[..., [1, 2, 0]]):
-            assert torch.equal(skeleton_depth(depth, image), structured_depth(depth, image.float().div_(255)))

@@ -11,6 +11,7 @@ without --video), with the driving video's audio where it has any. Weights come 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -25,17 +26,25 @@ from ..families.moore import MooreModels
 from ..video_io import read_image, read_video, write_video
 from . import images
 from .composite import composite_environment
-from .options import ClipPreprocess, ContextSchedule, Fusion, SamplerSettings, SchedulerName, Stitching, StitchMode
-from .prepare import DEFAULT_FEATHER, encode_reference, environment_frames, output_size, prepare_conditions
+from ..conditions.depth import structured_depth
+from ..conditions.keypoints import parse_pose_keypoint
+from ..conditions.objects import object_sequence
+from .options import ClipPreprocess, ContextSchedule, Fusion, SamplerSettings, Schedule, SchedulerName, Stitching, StitchMode
+from .prepare import (DEFAULT_FEATHER, driving_clip_features, encode_reference, environment_frames, output_size,
+                      prepare_conditions)
 from .sampler import Sampler
 
 
 def build_conditions(models, ref, poses, driving=None, mask=None, device="cpu", dtype=torch.float32,
-                     clip_preprocess=ClipPreprocess.SQUASH, feather=DEFAULT_FEATHER):
+                     clip_preprocess=ClipPreprocess.SQUASH, feather=DEFAULT_FEATHER, object_mask=None, depth=None,
+                     keypoints=None):
     """Reference image, pose images (and optionally driving frames + character mask) ->
     (Conditions, scene) where scene is ``(driving frames, formulated pixel mask)`` or None.
 
-    ``models`` is an assembled ``ModelSet`` with its VAE and image encoder; everything goes through ``prepare``.
+    ``object_mask`` (IMAGE, white = held objects) needs the driving frames and feeds the object guider;
+    ``depth`` (IMAGE) becomes structured depth inside the skeleton; ``keypoints`` (the driving video's
+    ``Pose`` per frame) with the driving frames turn on the Implicit Pose Indicator. ``models`` is an assembled
+    ``ModelSet`` with its VAE and image encoder; everything goes through ``prepare``, as the nodes do.
     """
     poses = images.check_rgb(poses, "pose video")
     size = output_size(*poses.shape[1:3])
@@ -44,16 +53,25 @@ def build_conditions(models, ref, poses, driving=None, mask=None, device="cpu", 
     def encode(x):
         return images.vae_encode(models.vae, x)
 
+    if (object_mask is not None or keypoints is not None) and driving is None:
+        raise AA2Error("--objects and --driving-keypoints need the driving video (--video with --mask)")
     with torch.no_grad():
         reference = encode_reference(ref, size, encode, lambda image: models.image_encoder.embed(image, clip_preprocess),
                                      models.reference, device, dtype)
-    scene = environment = None
-    if driving is not None:
-        driving = images.resize(driving, *size)
-        environment = environment_frames(driving, mask[..., 0], size)
-        scene = (driving, environment[1])
-    cond = prepare_conditions(reference, poses, encode, environment=None if environment is None else environment[0],
-                              environment_mask=None if environment is None else environment[1], feather=feather)
+        scene = environment = objects = driving_features = None
+        if driving is not None:
+            driving = images.resize(driving, *size)
+            environment = environment_frames(driving, mask[..., 0], size)
+            scene = (driving, environment[1])
+            if object_mask is not None:
+                objects = object_sequence(driving, [images.resize(object_mask, *size)[..., 0]])[0]
+            if keypoints is not None:
+                driving_features = driving_clip_features(driving, lambda image: models.image_encoder.embed(image, clip_preprocess))
+        if depth is not None:
+            depth = structured_depth(images.resize(depth, *size), images.resize(poses, *size))
+        cond = prepare_conditions(reference, poses, encode, environment=None if environment is None else environment[0],
+                                  environment_mask=None if environment is None else environment[1], feather=feather,
+                                  objects=objects, depth=depth, keypoints=keypoints, driving_features=driving_features)
     return cond, scene
 
 
@@ -74,6 +92,32 @@ def fit_scene(poses, driving, mask, video="driving video", mask_name="mask"):
     if images.fit_size(driving.shape[1:3], poses.shape[1:3], video, "the pose video"):
         driving, mask = images.resize(driving, *poses.shape[1:3]), images.resize(mask, *poses.shape[1:3])
     return driving, mask
+
+
+def extra_inputs(args, poses):
+    """The optional condition files (--objects, --depth, --driving-keypoints), cut to the poses' frames and
+    checked against their size, before any model loads."""
+    frames, object_mask, depth, keypoints = poses.shape[0], None, None, None
+    for flag, path in (("--objects", args.objects), ("--depth", args.depth)):
+        if path is None:
+            continue
+        video = read_video(path, frames)[0]
+        if video.shape[0] < frames:
+            raise AA2Error(f"{flag} {path} has {video.shape[0]} frames; the poses have {frames}")
+        if images.fit_size(video.shape[1:3], poses.shape[1:3], f"{flag} {path}", "the pose video"):
+            video = images.resize(video, *poses.shape[1:3])
+        object_mask, depth = (video, depth) if flag == "--objects" else (object_mask, video)
+    if args.driving_keypoints:
+        try:
+            with open(args.driving_keypoints) as f:
+                data = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise AA2Error(f"--driving-keypoints {args.driving_keypoints}: not readable JSON ({e})") from None
+        keypoints = parse_pose_keypoint(data if isinstance(data, list) else [data])
+        if len(keypoints) < frames:
+            raise AA2Error(f"--driving-keypoints {args.driving_keypoints} has {len(keypoints)} frames; the poses have {frames}")
+        keypoints = keypoints[:frames]
+    return object_mask, depth, keypoints
 
 
 def check_device(device: str) -> None:
@@ -154,7 +198,8 @@ def sound_source(args) -> str | None:
 def settings_from(args) -> SamplerSettings:
     stitching = Stitching(StitchMode(args.stitching), args.clip_length, args.motion_frames, args.context_overlap,
                           Fusion(args.fusion), ContextSchedule(args.context_schedule))
-    return SamplerSettings(steps=args.steps, cfg=args.cfg, seed=args.seed, scheduler=args.scheduler, stitching=stitching)
+    return SamplerSettings(steps=args.steps, cfg=args.cfg, seed=args.seed, scheduler=args.scheduler, schedule=args.schedule,
+                           stitching=stitching)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -173,6 +218,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cfg", type=float, default=3.5, help="guidance scale, a finite number (1 = no guidance)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scheduler", default=SchedulerName.DDIM.value, choices=SchedulerName.values())
+    p.add_argument("--schedule", default=Schedule.MOORE.value, choices=Schedule.values(),
+                   help="noise schedule of the weights: moore (v-prediction, zero terminal SNR) or sd15 (epsilon)")
+    p.add_argument("--objects", help="video of the held objects' mask (white = object), with --video: the object guider")
+    p.add_argument("--depth", help="depth video of the driving motion: structured depth for the pose modulation")
+    p.add_argument("--driving-keypoints", help="POSE_KEYPOINT JSON of the driving video, with --video: the Implicit Pose "
+                                                "Indicator (needs an aa2-modules file that holds one)")
     p.add_argument("--stitching", default=StitchMode.MOTION_FRAMES.value, choices=StitchMode.values())
     p.add_argument("--clip-length", type=int, default=24)
     p.add_argument("--motion-frames", type=int, default=4)
@@ -206,6 +257,11 @@ def main(argv=None) -> int:
             if args.feather < 0:
                 raise AA2Error(f"--feather must be 0 or more, got {args.feather}")
             check_path(args.aa2_modules, "--aa2-modules", "an aa2-modules .safetensors file (from python -m aa2_core train)")
+            for flag, path, kind in (("--objects", args.objects, "a video of the objects' mask"), ("--depth", args.depth, "a depth video"),
+                                     ("--driving-keypoints", args.driving_keypoints, "a POSE_KEYPOINT .json file")):
+                check_path(path, flag, kind)
+            if (args.objects or args.driving_keypoints) and not args.video:
+                raise AA2Error("--objects and --driving-keypoints need the driving video: give --video (and --mask)")
             if args.models and os.path.exists(args.models) and not os.path.isdir(args.models):
                 raise AA2Error(f"--models {args.models} is a file; expected a ComfyUI-style models folder")
             if args.tiny:
@@ -217,6 +273,7 @@ def main(argv=None) -> int:
                 models_dir = args.models or scratch
                 ref, poses = tiny_inputs(args.frames or 8)
                 fps, driving, mask = 8.0, None, None
+                object_mask = depth = keypoints = None
             else:
                 models_dir = args.models
                 ref = images.check_reference(read_image(args.ref), f"--ref {args.ref}")
@@ -227,14 +284,18 @@ def main(argv=None) -> int:
                 mask = read_video(args.mask, args.frames)[0] if args.mask else None
                 driving, mask = fit_scene(images.check_rgb(poses, f"--poses {args.poses}"), driving, mask,
                                           f"--video {args.video}", f"--mask {args.mask}")
+                object_mask, depth, keypoints = extra_inputs(args, poses)
             t0 = time.perf_counter()
             if args.tiny:
                 write_tiny_models_dir(models_dir)
             models = assemble_from_folder(models_dir, args.aa2_modules, args.fusion_blocks)
+            if keypoints is not None:
+                models.denoising.require("ipi")  # before the encoders run: the aa2-modules file must hold an IPI
             for net in (models.denoising, models.reference, models.pose, models.image_encoder):
                 net.to(args.device, dtype)
             models.vae.to(args.device)
-            cond, scene = build_conditions(models, ref, poses, driving, mask, args.device, dtype, args.clip_preprocess, args.feather)
+            cond, scene = build_conditions(models, ref, poses, driving, mask, args.device, dtype, args.clip_preprocess, args.feather,
+                                           object_mask, depth, keypoints)
             progress = Progress()
             sampler = Sampler(MooreModels(models.denoising, models.pose), settings, device=args.device, dtype=dtype, on_step=progress)
             latents = sampler.sample(cond)

@@ -34,19 +34,16 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
-from ..conditions.depth import skeleton_mask
-from ..conditions.environment import _box_slices, scale_clip_about_anchor
+from ..conditions.depth import structured_depth
+from ..conditions.environment import scale_clip_about_anchor
 from ..conditions.keypoints import Pose
-from ..conditions.objects import OBJECT_BACKGROUND
+from ..conditions.objects import object_sequence
 from ..conditions.pose_indicator import PoseIndicatorConfig, apply_epi_plan, as_numpy_generator, sample_epi_plan
 from ..conditions.skeleton import render_skeleton
 from ..errors import AA2Error
 from ..pipeline.prepare import environment_frames, keypoint_tensor
 from .dataset_format import CLIP_FILE, ClipRecord, read_clip, read_index
 
-# the smallest uint8 skeleton value whose float (value / 255) counts as skeleton for ``structured_depth``
-_SKELETON_FIRST_VALUE = int(skeleton_mask(torch.arange(256, dtype=torch.uint8).float().div_(255).view(1, 1, 256, 1)
-                                          .expand(-1, -1, -1, 3)).to(torch.uint8).argmax())
 SCALE_ANCHORS = ("center", "bottom")
 
 
@@ -144,14 +141,13 @@ class TrainingSet:
         plan = None
         if self.pose_indicator is not None:
             poses, plan = self._pose_indicator(poses, clip_index, generator)
-        # uint8 drawing, then one threaded division: render_skeleton(as_float=True)'s values (both divide by 255
-        # in float32); the structured depth's skeleton mask is read off the uint8 image (the same pixels).
+        # uint8 drawing, then one threaded division: render_skeleton(as_float=True)'s values (both divide by 255 in float32)
         drawn = torch.from_numpy(render_skeleton(poses, self.height, self.width, self.draw_hands, self.draw_face))
         skeleton = drawn.float().div_(255)
         return TrainingClip(
             frames=target, reference=reference, environment=environment, environment_mask=env_mask,
-            objects=None if objects is None else cut_out_objects(target, objects), skeleton=skeleton,
-            depth=None if depth is None else skeleton_depth(depth, drawn), character_mask=mask, keypoints=keypoints,
+            objects=None if objects is None else object_sequence(target, [objects])[0], skeleton=skeleton,
+            depth=None if depth is None else structured_depth(depth, skeleton), character_mask=mask, keypoints=keypoints,
             info={"clip": self.clips[clip_index]["name"], "start": start, "stride": self.stride, "reference": ref_index,
                   "scale": scale, "epi": plan})
 
@@ -203,25 +199,6 @@ def scale_window(frames, mask, objects, depth, poses, scale: float, anchor: str)
                 None if depth is None else depth.float(), poses)
     poses = [scale_pose(p, scale, point) for p in poses]
     return frames_out, mask_out, objects_out[0] if objects_out else None, planes_out[0] if planes_out else None, poses
-
-
-def skeleton_depth(depth: torch.Tensor, drawn: torch.Tensor) -> torch.Tensor:
-    """``structured_depth(depth, drawn / 255)`` from the uint8 drawing ``[F, H, W, 3]``: the depth where the
-    brightest channel reaches the first value the float skeleton mask keeps (the float test ``value / 255 >
-    threshold`` is monotone in the value), 0 elsewhere; uint8 work instead of three float comparisons."""
-    on = torch.maximum(torch.maximum(drawn[..., 0], drawn[..., 1]), drawn[..., 2]) >= _SKELETON_FIRST_VALUE
-    return torch.where(on, depth, torch.zeros((), dtype=depth.dtype))
-
-
-def cut_out_objects(frames: torch.Tensor, objects: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
-    """``object_sequence(frames, [objects])[0]`` in one pass: the frames where the object mask is
-    ``>= threshold``, ``OBJECT_BACKGROUND`` elsewhere (same size, one object union as the trainer stores it)."""
-    covered = objects >= threshold
-    out = torch.full(frames.shape, float(OBJECT_BACKGROUND), dtype=torch.float32)
-    box = _box_slices(covered)
-    if box is not None:  # frames copied inside the objects' box only
-        out[box] = torch.where(covered[box][..., None], frames[box], out[box])
-    return out
 
 
 def scale_pose(pose: Pose, scale: float, point: tuple[float, float]) -> Pose:
