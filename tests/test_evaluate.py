@@ -193,7 +193,7 @@ def test_cli_reports_bad_input_on_stderr(tmp_path, capsys):
 
 def test_video_metrics_follow_their_recipes(tmp_path):
     """FID, FID-VID and FVD from evaluate equal the documented recipes written out here: frames in 0..1 for the
-    Inception; clips resized per channel as float32 PIL bicubic (clean-fid), then 0..255 minus the Kinetics
+    Inception; clips resized per channel as float32 PIL bicubic (DisCo: not clipped to 0..255), then minus the Kinetics
     mean (3D ResNet, 112) or scaled to [-1, 1] (I3D, 224); Fréchet distances of the two feature sets."""
     from PIL import Image
 
@@ -213,7 +213,7 @@ def test_video_metrics_follow_their_recipes(tmp_path):
 
     def resized(frame, size):
         return np.stack([np.asarray(Image.fromarray(frame[..., c].astype(np.float32), mode="F")
-                                    .resize((size, size), Image.BICUBIC)) for c in range(3)], -1).clip(0, 255)
+                                    .resize((size, size), Image.BICUBIC)) for c in range(3)], -1)  # not clipped: DisCo
 
     inc, i3, rn = inception.load(nets["inception"]), i3d.load(nets["i3d"]), resnet3d.load(nets["resnet3d"])
     mean = torch.tensor([114.7748, 107.7354, 99.4750]).view(1, 3, 1, 1, 1)
