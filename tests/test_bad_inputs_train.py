@@ -28,6 +28,7 @@ class Case:
         return ["train", *base, "--frames", "2", "--steps", "1", "--workers", "0", "--cpu", "--no-tensorboard", *map(str, extra)]
 
     def file(self, name="file", text="x"):
+        (self.tmp / name).parent.mkdir(parents=True, exist_ok=True)
         (self.tmp / name).write_text(text)
         return self.tmp / name
 
@@ -119,7 +120,10 @@ ROWS = {
                          "old_run: no such folder; expected a run folder (--run-dir) or one of its checkpoints/step_N folders"),
     "--resume a run folder without checkpoints": (lambda c: c.folder("run/checkpoints") and c.argv("--resume", c.tmp / "run"), 1,
                                                   "run: no complete checkpoint in"),
-    "--resume a folder that is no checkpoint": (lambda c: c.argv("--resume", c.folder("stuff")), 1, "stuff: no state.json (an empty or unfinished checkpoint)"),
+    "--resume a folder that is no checkpoint": (lambda c: c.argv("--resume", c.folder("stuff")), 1,
+                                                "stuff: no checkpoints folder and no state.json in it; expected a run folder"),
+    "--resume a cut checkpoint folder": (lambda c: c.file("step_0000001/state.json", "{") and c.argv("--resume", c.tmp / "step_0000001"), 1,
+                                         "step_0000001: state.json is unreadable (JSONDecodeError"),
     # cases already handled
     "--data missing": (lambda c: c.argv(drop=("--data",)), 2, "the following arguments are required: --data"),
     "--models missing flag": (lambda c: c.argv(drop=("--models",)), 2, "the following arguments are required: --models"),

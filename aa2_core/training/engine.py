@@ -208,6 +208,9 @@ def find_checkpoint(resume: str, sharded: bool, log) -> tuple[str, dict]:
         raise AA2Error(f"--resume {resume}: no such folder; expected a run folder (--run-dir) or one of its checkpoints/step_N folders")
     folder = os.path.join(resume, "checkpoints")
     if not os.path.isdir(folder):
+        if not os.path.isfile(os.path.join(resume, STATE)):
+            raise AA2Error(f"--resume {resume}: no checkpoints folder and no {STATE} in it; expected a run folder (--run-dir) "
+                           "or one of its checkpoints/step_N folders")
         state = checkpoint_state(resume, sharded)
         if isinstance(state, str):
             raise AA2Error(f"--resume {resume}: {state}")
