@@ -25,6 +25,7 @@ class SchedulerName(Choice):
 class Schedule(Choice):
     MOORE = "moore"  # v-prediction, zero terminal SNR, trailing: the Moore-AnimateAnyone weights
     SD15 = "sd15"  # plain SD1.5 epsilon models
+    ANIMATE_X = "animate_x"  # the released Animate-X: v-prediction, zero-SNR linear_sd, leading (+1) timesteps
 
 
 class StitchMode(Choice):
