@@ -8,6 +8,7 @@ fragment of the expected line. Rows about dataset.json and clip files are in tes
 import os
 import pickle
 import subprocess
+import sys
 
 import pytest
 
@@ -18,14 +19,15 @@ from training_helpers import PYTHON, data_dir, models_dir, subprocess_env  # noq
 
 
 class Case:
-    def __init__(self, tmp, data, models):
-        self.tmp, self.data, self.models = tmp, data, models
+    def __init__(self, tmp, data, models, monkeypatch=None):
+        self.tmp, self.data, self.models, self.mp = tmp, data, models, monkeypatch
 
-    def argv(self, *extra, drop=(), out=None):
+    def argv(self, *extra, drop=(), out=None, tensorboard=False):
         """A good command line (that would train) with ``extra`` added and the flags in ``drop`` left out."""
         flags = {"--data": self.data, "--models": self.models, "--out": out or str(self.tmp / "out.safetensors")}
         base = [x for k, v in flags.items() if k not in drop for x in (k, v)]
-        return ["train", *base, "--frames", "2", "--steps", "1", "--workers", "0", "--cpu", "--no-tensorboard", *map(str, extra)]
+        return ["train", *base, "--frames", "2", "--steps", "1", "--workers", "0", "--cpu", *([] if tensorboard else ["--no-tensorboard"]),
+                *map(str, extra)]
 
     def file(self, name="file", text="x"):
         (self.tmp / name).parent.mkdir(parents=True, exist_ok=True)
@@ -51,6 +53,14 @@ def planted_pickle(c):
     (step / "state.json").write_text("{}")
     (step / "custom_checkpoint_1.pkl").write_bytes(pickle.dumps(RunsCode(c.tmp / "marker")))
     return c.argv("--resume", c.tmp / "run")
+
+
+def not_importable(*names):
+    def build(c):
+        for name in names:  # None in sys.modules: importing it raises ImportError
+            c.mp.setitem(sys.modules, name, None)
+        return c.argv(tensorboard=True)
+    return build
 
 
 def not_a_number(flag, low):
@@ -135,6 +145,10 @@ ROWS = {
     "unknown flag": (lambda c: c.argv("--epochs", "3"), 2, "unrecognized arguments: --epochs 3"),
     "--lr-scale unknown group": (lambda c: c.argv("--lr-scale", "bogus=1"), 2, "GROUP=FACTOR with GROUP in aa2, temporal, all"),
     "--frames longer than every clip": (lambda c: c.argv("--frames", "50"), 1, "no clip has the 50 frames"),
+    # the `train` extra
+    "accelerate not installed": (not_importable("accelerate", "accelerate.utils"), 1, "train needs accelerate, which does not import here"),
+    "tensorboard not installed": (not_importable("tensorboard", "tensorboardX"), 1,
+                                  "TensorBoard logs (the default) need tensorboard, which is not installed; pip install tensorboard, or pass --no-tensorboard"),
 }
 try:
     import bitsandbytes  # noqa: F401
@@ -149,7 +163,7 @@ def test_bad_train_input_gives_one_clear_line(build, code, fragment, tmp_path, d
         raise AssertionError("models were loaded: the error came too late")
 
     monkeypatch.setattr(engine, "load_models", no_models)
-    argv = build(Case(tmp_path, data_dir, models_dir))
+    argv = build(Case(tmp_path, data_dir, models_dir, monkeypatch))
     capsys.readouterr()
     try:
         rc = main(argv)

@@ -157,6 +157,18 @@ def check_paths(args) -> None:
         what = "is a folder" if os.path.isdir(args.aa2_modules) else "does not exist"
         raise AA2Error(f"--aa2-modules {args.aa2_modules} {what}; expected an aa2-modules .safetensors file")
     check_optimizer(args.optimizer)
+    check_installed(args.tensorboard)
+
+
+def check_installed(tensorboard: bool) -> None:
+    """The `train` extra: accelerate, and TensorBoard unless --no-tensorboard."""
+    try:
+        from accelerate.utils import is_tensorboard_available
+    except ImportError as e:
+        raise AA2Error(f"train needs accelerate, which does not import here ({e}); pip install accelerate tensorboard") from None
+    if tensorboard and not is_tensorboard_available():
+        raise AA2Error("TensorBoard logs (the default) need tensorboard, which is not installed; pip install tensorboard, "
+                       "or pass --no-tensorboard")
 
 
 def check_output_folder(path: str, flag: str) -> None:
@@ -185,10 +197,7 @@ def main(argv=None) -> int:
     try:
         check_paths(args)
         source = training_set(args)
-        try:
-            from .engine import train
-        except ImportError as e:
-            raise AA2Error(f"train needs the `train` extra: pip install accelerate tensorboard ({e})") from e
+        from .engine import train
 
         t0 = time.perf_counter()
         result = train(args, source)
