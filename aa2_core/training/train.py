@@ -42,8 +42,14 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpF
         return super()._get_help_string(action)
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """One line, not the 25-line usage block above it."""
+        self.exit(2, f"{self.prog}: error: {message} (all options: {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m aa2_core train", description=__doc__, formatter_class=_Help)
+    p = _Parser(prog="python -m aa2_core train", description=__doc__, formatter_class=_Help)
     io = p.add_argument_group("data and files")
     io.add_argument("--data", required=True, help="training set folder written by `python -m aa2_core prepare` (dataset.json)")
     io.add_argument("--models", required=True, help="ComfyUI-style models folder with the Moore weights")
