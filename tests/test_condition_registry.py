@@ -9,7 +9,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from aa2_core.checkpoints.aa2_file import apply_aa2_parts, load_aa2_file
+from aa2_core.checkpoints.aa2_file import load_aa2_file
 from aa2_core.checkpoints.assembly import assemble_from_folder
 from aa2_core.conditions.registry import ConditionKind, register_condition, unregister_condition
 from aa2_core.errors import AA2Error
@@ -84,9 +84,8 @@ def test_a_toy_condition_trains_and_samples_through_the_registries(toy_kind, tmp
     assert set(trained) == {"toy_guider.conv.weight", "toy_guider.conv.bias"}  # only the toy trained
     assert trained["toy_guider.conv.weight"].abs().sum() > 0  # one step moved it off zero
 
-    models = assemble_from_folder(models_dir)
-    attach(models)
-    apply_aa2_parts(models.denoising, trained, str(out))
+    models = assemble_from_folder(models_dir, str(out))  # the file's toy weights build the toy guider and load
+    assert torch.equal(models.denoising.toy_guider.conv.weight, trained["toy_guider.conv.weight"])
     g = torch.Generator().manual_seed(0)
     reference = Reference(torch.randn(1, 4, 8, 8, generator=g), torch.randn(1, 1, 32, generator=g),
                           models.reference(torch.randn(1, 4, 8, 8, generator=g), torch.randn(1, 1, 32, generator=g)))

@@ -12,18 +12,14 @@ from ..choices import FusionBlocks
 from ..errors import AA2Error, CheckpointError
 from ..model_files import locate_models
 from ..models import DenoisingNet, PoseModulation, ReferenceNet
-from ..models.denoising_net import AA2_DENOISING_MODULES, ANIMATE_X_MODULES
+from ..models.denoising_net import ANIMATE_X_MODULES
 from ..models.implicit_pose_indicator import IPIConfig
 from ..models.mamba_temporal import MambaConfig
 from . import loaders
 from .aa2_file import apply_aa2_parts, load_aa2_file
+from .module_groups import GROUPS
 
 # Module groups the trainer selects (--modules aa2,ipi,mamba) -> {model: parameter-name prefixes}
-MODULE_GROUPS = {
-    "aa2": {"denoising": AA2_DENOISING_MODULES, "pose": ("depth_trunk.", "depth_attention.", "temporal.")},
-    "ipi": {"denoising": ANIMATE_X_MODULES["ipi"]},
-    "mamba": {"denoising": ANIMATE_X_MODULES["mamba"]},
-}
 MODULE_NAMES = {"aa2": "Animate Anyone 2 modules", "ipi": "Implicit Pose Indicator", "mamba": "Mamba temporal layers",
                 "whole": "whole networks"}
 
@@ -77,6 +73,11 @@ def apply_aa2_file(models: ModelSet, path: str) -> dict:
         elif group in metadata["module_groups"]:
             raise CheckpointError(f"AA2 module file ({path}) holds {MODULE_NAMES[group]} weights but no {group!r} "
                                   "config in its metadata; it was not written by this pack's trainer")
+    for group in GROUPS.values():  # plug-in modules (a registered guider) are built before their weights load
+        if group.build is not None and group.name not in ANIMATE_X_MODULES and any(
+                prefix and key.startswith(prefix) for net_name, prefixes in group.prefixes.items()
+                for key in parts.get(net_name, {}) for prefix in prefixes):
+            group.build(models)
     net.aa2_file = path
     targets = {"denoising": models.denoising, "pose": models.pose, "reference": models.reference}
     if "motion" in parts:
@@ -100,17 +101,16 @@ def build_modules(models: ModelSet, groups, ipi: IPIConfig | None = None, mamba:
 
 
 def module_parameters(models: ModelSet, groups) -> list[tuple[str, object]]:
-    """``(qualified name, parameter)`` of the module groups (see ``MODULE_GROUPS``) that train; names read
+    """``(qualified name, parameter)`` of the module groups (``module_groups.GROUPS``) that train; names read
     ``denoising.ipi.…`` as in the aa2-modules file. Raises if a group is unknown or not built."""
-    unknown = [g for g in groups if g not in MODULE_GROUPS]
+    unknown = [g for g in groups if g not in GROUPS]
     if unknown:
-        raise AA2Error(f"unknown module group(s) {unknown}; choose from {', '.join(MODULE_GROUPS)}")
+        raise AA2Error(f"unknown module group(s) {unknown}; choose from {', '.join(GROUPS)}")
     for group in groups:
         if group in ANIMATE_X_MODULES:
             models.denoising.require(group)
-    nets = {"denoising": models.denoising, "pose": models.pose}
-    return [(f"{model}.{name}", p) for group in groups for model, prefixes in MODULE_GROUPS[group].items()
-            for name, p in nets[model].named_parameters() if name.startswith(prefixes)]
+    return [(f"{model}.{name}", p) for group in groups for model, prefixes in GROUPS[group].prefixes.items()
+            for name, p in getattr(models, model).named_parameters() if name.startswith(prefixes)]
 
 
 def held_modules(models: ModelSet) -> list[str]:

@@ -1,76 +1,19 @@
 """What trains: named parameter groups, chosen with ``--modules`` (comma-separated, e.g. ``aa2,temporal``).
 
-A group names parameters of the three trainable nets (``denoising``, ``reference``, ``pose``) by prefix.
-Everything not chosen stays frozen (the VAE and the image encoder always are). New module families
-(Animate-X's IPI, Mamba) join with ``register_group``; a group may also build its modules first.
+A group (``checkpoints.module_groups``) names parameters of the three trainable nets (``denoising``,
+``reference``, ``pose``) by prefix. Everything not chosen stays frozen (the VAE and the image encoder always are).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from dataclasses import dataclass
-from typing import Callable, Optional
-
 import torch
 
+from ..checkpoints.module_groups import GROUPS, NETS, TEMPORAL, Group, register_group  # noqa: F401
 from ..errors import AA2Error
-from ..models.denoising_net import AA2_DENOISING_MODULES, DenoisingNet
 
-NETS = ("denoising", "reference", "pose")
-# layers that mix frames: stage 1 (single images) never trains them
-TEMPORAL = {"denoising": ("motion.", "mamba."), "pose": ("temporal.",)}
-
-
-@dataclass(frozen=True)
-class Group:
-    name: str
-    help: str
-    prefixes: dict  # net -> tuple of parameter-name prefixes ("" = the whole net)
-    build: Optional[Callable] = None  # build(models): create the group's modules if the net lacks them
-
-
-GROUPS: dict[str, Group] = {}
-
-
-def register_group(name: str, help: str, prefixes: dict, build: Optional[Callable] = None) -> None:
-    unknown = set(prefixes) - set(NETS)
-    if unknown:
-        raise ValueError(f"group {name!r}: unknown nets {sorted(unknown)}; expected some of {NETS}")
-    GROUPS[name] = Group(name, help, {k: tuple(v) for k, v in prefixes.items()}, build)
-
-
-register_group("aa2", "the Animate Anyone 2 modules: environment conv_in, object guider, spatial blending, "
-               "depth branch and temporal Conv3D of the pose modulation (the base stays frozen)",
-               {"denoising": AA2_DENOISING_MODULES, "pose": ("depth_trunk.", "depth_attention.", "temporal.")})
-register_group("temporal", "the AnimateDiff motion modules", {"denoising": ("motion.",)})
-register_group("all", "everything but the VAE and the image encoder: both UNets, motion modules, pose guider",
-               {net: ("",) for net in NETS})
-
-
-def _build(group: str):
-    """build(models) for an Animate-X group: ``assembly.build_modules`` with its default config (the IPI at the
-    UNet's cross-attention width, i.e. the image encoder's embedding); a module already loaded from
-    ``--aa2-modules`` keeps its config and weights."""
-    def build(models) -> None:
-        from ..checkpoints.assembly import build_modules
-
-        build_modules(models, [group])
-    return build
-
-
-if hasattr(DenoisingNet, "add_mamba"):  # Animate-X modules present in this build
-    # The IPI trains in both stages. Its motion attention and cross-attention layers act frame by frame, and
-    # on one frame the keypoint encoder's transformer along the frames is a per-frame map (attention over a
-    # single frame is the identity mix: its value/FFN path learns, query/key wait for stage 2). The paper
-    # trains it only on clips (Animate-X, appendix: one stage, 32 frames); stage 2 is that setting.
-    register_group("ipi", "Animate-X's Implicit Pose Indicator: keypoint encoder, motion-token extractor and the motion "
-                   "attention after each spatial attention (built with its default config if absent; the driving "
-                   "video is the clip itself)", {"denoising": ("ipi.",)}, build=_build("ipi"))
-    register_group("mamba", "Animate-X's Mamba temporal layers (built with their default config if absent)",
-                   {"denoising": ("mamba.",)}, build=_build("mamba"))
-
-
+# the registry lives with the checkpoints (the aa2-modules file names its groups too); re-exported for --modules
 def parse_groups(text: str) -> list[str]:
     """``--modules`` (an argparse ``type``: argparse shows an ArgumentTypeError's message; a ValueError's it hides)."""
     names = [n.strip() for n in text.split(",") if n.strip()]
