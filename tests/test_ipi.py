@@ -197,3 +197,36 @@ def test_trained_ipi_tokens_follow_the_keypoints():
     change = (after - before).abs().amax(dim=(1, 2))
     assert change[1] > 1e-2, change  # the moved frame's tokens follow its joints
     assert not torch.equal(before, untrained)
+
+
+@torch.no_grad()
+def test_unconditional_branch_gets_the_tokens_of_zero_pose_inputs(moore_files):
+    """CFG as the released Animate-X: the unconditional branch's motion tokens come from zero keypoints and
+    features through the live indicator, not the driving ones; batched and two-pass agree. Mutation it catches:
+    the conditional tokens handed to both branches."""
+    from aa2_core.families.moore import MooreModels
+
+    models = assemble_tiny(moore_files)
+    build_modules(models, ["ipi"], ipi=TINY_IPI)
+    torch.manual_seed(0)
+    for _, p in module_parameters(models, ["ipi"]):  # as trained: non-zero everywhere
+        p.add_(torch.randn_like(p) * 0.1)
+    family = MooreModels(models.denoising, models.pose)
+    cond = sampler_conditions(models.reference, frames=3)
+    cond.driving_keypoints, cond.driving_features = driving(3, seed=4)
+    inputs = family.clip_inputs(cond, torch.arange(3), "cpu", torch.float32)
+    state = family.begin(cond, "cpu", torch.float32)
+    x = torch.randn(1, 4, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    uncond, conditional = family.predict(state, x, 500, inputs, guided=True, batched=True)
+    uncond_two, conditional_two = family.predict(state, x, 500, inputs, guided=True, batched=False)
+    torch.testing.assert_close(uncond, uncond_two, rtol=1e-3, atol=1e-4)  # batched attention rounds differently
+    torch.testing.assert_close(conditional, conditional_two, rtol=1e-3, atol=1e-4)
+
+    net = models.denoising
+    kp, feats = cond.driving_keypoints, cond.driving_features
+    pose = inputs["pose_features"]
+    zero = torch.zeros_like(state.context)
+    expected = net(x, 500, zero, pose_features=pose, motion_tokens=net.encode_motion(torch.zeros_like(kp), torch.zeros_like(feats), 3))
+    torch.testing.assert_close(uncond_two, expected, rtol=1e-5, atol=1e-6)
+    with_driving_tokens = net(x, 500, zero, pose_features=pose, motion_tokens=net.encode_motion(kp, feats, 3))
+    assert (uncond - with_driving_tokens).abs().max() > 1e-2

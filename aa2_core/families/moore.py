@@ -22,8 +22,17 @@ from .base import Denoiser
 MOORE_INPUTS: dict[str, Callable[..., dict]] = {
     "objects": lambda models, x, f: {"object_features": models.denoising.encode_objects(_video(x["latents"]))},
     "environment": lambda models, x, f: {"environment": torch.cat([_video(x["latents"]), x["mask"][None, None]], dim=1)},
-    "ipi": lambda models, x, f: {"motion_tokens": models.denoising.encode_motion(x["keypoints"], x["features"], f)},
+    "ipi": lambda models, x, f: _motion_tokens(models, x, f),
 }
+UNCOND = "uncond"  # inputs the unconditional branch takes instead of the conditional ones (a dict in the inputs)
+
+
+def _motion_tokens(models, x: dict, num_frames: int) -> dict:
+    """The IPI's motion tokens; the unconditional branch gets the tokens of zero keypoints and features through
+    the live indicator, as the released Animate-X zeroes its pose inputs there."""
+    encode = models.denoising.encode_motion
+    return {"motion_tokens": encode(x["keypoints"], x["features"], num_frames),
+            UNCOND: {"motion_tokens": encode(torch.zeros_like(x["keypoints"]), torch.zeros_like(x["features"]), num_frames)}}
 FAMILY_READS = {"depth"}  # kinds the family reads itself: depth goes into the pose modulation with the skeleton
 
 
@@ -55,18 +64,26 @@ class MooreModels(Denoiser):
         return network_inputs(self, conditions, frames, device, dtype)
 
     def predict(self, state: _RunState, x, t, inputs: dict, guided: bool, batched: bool):
-        """The unconditional branch has no reference and a zero image embedding (Moore's CFG)."""
+        """The unconditional branch has no reference and a zero image embedding (Moore's CFG), and takes the
+        ``UNCOND`` replacements of its inputs (the IPI's zero-pose tokens)."""
         net, context = self.denoising, state.context
+        inputs, replaced = uncond_inputs(inputs)
         if not guided:
             return None, net(x, t, context, reference=state.reference, **inputs).float()
         zero = torch.zeros_like(context)
         if batched:
-            doubled = {k: _twice(v) for k, v in inputs.items()}
+            doubled = {k: _pair(replaced[k], v) for k, v in inputs.items()}
             out = net(torch.cat([x, x]), t, torch.cat([zero, context]), reference=state.reference,
                       reference_rows=torch.tensor([False, True], device=x.device), **doubled).float()
             uncond, cond = out.chunk(2)
             return uncond, cond
-        return net(x, t, zero, **inputs).float(), net(x, t, context, reference=state.reference, **inputs).float()
+        return net(x, t, zero, **replaced).float(), net(x, t, context, reference=state.reference, **inputs).float()
+
+
+def uncond_inputs(inputs: dict) -> tuple[dict, dict]:
+    """(the conditional inputs, the unconditional branch's inputs) from one clip's network inputs."""
+    cond = {k: v for k, v in inputs.items() if k != UNCOND}
+    return cond, {**cond, **inputs.get(UNCOND, {})}
 
 
 def network_inputs(models: MooreModels, cond, frames: torch.Tensor, device, dtype) -> dict:
@@ -83,7 +100,10 @@ def network_inputs(models: MooreModels, cond, frames: torch.Tensor, device, dtyp
         if feed is None:
             raise ValueError(f"condition kind {name!r} feeds nothing in the {models.family} family (no network input registered)")
         for key, value in feed(models, slice_frames(tensors, frames, device, dtype), len(frames)).items():
-            network[key] = network[key] + value if key in network else value
+            if key == UNCOND:
+                network.setdefault(UNCOND, {}).update(value)
+            else:
+                network[key] = network[key] + value if key in network else value
     return network
 
 
@@ -91,7 +111,8 @@ def _video(frames: torch.Tensor) -> torch.Tensor:
     return rearrange(frames, "f c h w -> 1 c f h w")
 
 
-def _twice(v):
-    if isinstance(v, list):
-        return [torch.cat([x, x]) for x in v]
-    return torch.cat([v, v])
+def _pair(uncond, cond):
+    """One batch of [unconditional, conditional] rows of an input (a tensor or a list of per-level tensors)."""
+    if isinstance(cond, list):
+        return [torch.cat([u, c]) for u, c in zip(uncond, cond)]
+    return torch.cat([uncond, cond])

@@ -51,7 +51,7 @@ class _ClipInputs:
     environment: tuple[torch.Tensor, torch.Tensor] | None  # (latents (1, c, f, h, w), mask (1, 1, f, h, w))
 
     def to(self, device) -> "_ClipInputs":
-        network = {k: [x.to(device) for x in v] if isinstance(v, list) else v.to(device) for k, v in self.network.items()}
+        network = _to(self.network, device)
         env = None if self.environment is None else tuple(x.to(device) for x in self.environment)
         return _ClipInputs(network, env)
 
@@ -195,6 +195,15 @@ def environment_video(cond: Conditions, frames: torch.Tensor, device):
     latents = _video(cond.environment_latents[frames]).to(device, torch.float32)
     mask = cond.environment_mask[frames][None, None].to(device, torch.float32)
     return latents, mask
+
+
+def _to(value, device):
+    """Network inputs (tensors, lists of them, dicts of them) on ``device``."""
+    if isinstance(value, dict):
+        return {k: _to(v, device) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to(v, device) for v in value]
+    return value.to(device)
 
 
 def _video(frames: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ from ..conditions.registry import CONDITION_KINDS
 from ..pipeline import images
 from ..errors import AA2Error
 from ..pipeline.prepare import driving_clip_features, encode_reference, prepare_conditions
-from ..families.moore import MooreModels, network_inputs
+from ..families.moore import MooreModels, network_inputs, uncond_inputs
 
 
 def clip_conditions(models, clip, device, dtype=None):
@@ -115,6 +115,8 @@ class TrainStep(nn.Module):
 
         embeds = torch.cat([c.reference.image_embeds for c in conds]).to(device)
         embeds = torch.where(drop.to(device)[:, None, None], torch.zeros_like(embeds), embeds)
+        # a dropped clip also takes the unconditional branch's other inputs (the IPI's zero-pose tokens)
+        inputs = [uncond_inputs(x)[1 if drop[i] else 0] for i, x in enumerate(inputs)]
         keep = [i for i in range(len(clips)) if not drop[i]]
         reference = None
         if keep:
