@@ -54,7 +54,8 @@ class AA2Sampler:
                              stitching=stitching or Stitching(), environment_mode=environment_mode, cfg_batch=batch_cfg)
         cond = core_call(NODE, prepare_conditions, reference, pose["skeleton"], lambda x: vae_encode(vae, x),
                          depth=pose["depth"], environment=environment, environment_mask=environment_mask, objects=objects,
-                         feather=feather, keypoints=pose.get("keypoints"), driving_features=pose.get("driving_features"))
+                         feather=feather, keypoints=pose.get("keypoints"), driving_features=pose.get("driving_features"),
+                         **pose.get("condition_inputs", {}))  # plug-in condition kinds' inputs, by keyword
         patchers = aa2_model["patchers"]
         device = load_on_device(patchers["denoising"], patchers["pose"],
                                 memory_required=activation_bytes(settings, cond, aa2_model["dtype"]))
