@@ -17,7 +17,7 @@ from ..models.implicit_pose_indicator import IPIConfig
 from ..models.mamba_temporal import MambaConfig
 from . import loaders
 from .aa2_file import apply_aa2_parts, load_aa2_file
-from .module_groups import GROUPS
+from .module_groups import GROUPS, build_modules  # noqa: F401  (build_modules: re-exported)
 
 # Module groups the trainer selects (--modules aa2,ipi,mamba) -> {model: parameter-name prefixes}
 MODULE_NAMES = {"aa2": "Animate Anyone 2 modules", "ipi": "Implicit Pose Indicator", "mamba": "Mamba temporal layers",
@@ -87,17 +87,6 @@ def apply_aa2_file(models: ModelSet, path: str) -> dict:
     for name, tensors in parts.items():
         apply_aa2_parts(targets[name], tensors, f"AA2 module file ({path}), part {name!r}")
     return metadata
-
-
-def build_modules(models: ModelSet, groups, ipi: IPIConfig | None = None, mamba: MambaConfig | None = None) -> None:
-    """Build the Animate-X modules of ``groups`` that the models lack (untrained: exact no-ops), for training
-    from scratch. Default IPI widths follow the UNet's cross-attention width (the CLIP embedding's)."""
-    net = models.denoising
-    width = net.unet.config.cross_attention_dim
-    if "ipi" in groups and net.ipi is None:
-        net.add_ipi(ipi or IPIConfig(feature_dim=width, dim=width))
-    if "mamba" in groups and net.mamba is None:
-        net.add_mamba(mamba or MambaConfig())
 
 
 def module_parameters(models: ModelSet, groups) -> list[tuple[str, object]]:

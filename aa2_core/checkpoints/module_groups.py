@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from ..models.denoising_net import AA2_DENOISING_MODULES, ANIMATE_X_MODULES
+from ..models.implicit_pose_indicator import IPIConfig
+from ..models.mamba_temporal import MambaConfig
 
 NETS = ("denoising", "reference", "pose")
 # layers that mix frames: stage 1 (single images) never trains them
@@ -37,14 +39,23 @@ def register_group(name: str, help: str, prefixes: dict, build: Optional[Callabl
 
 
 def _build(group: str):
-    """build(models) for an Animate-X group: ``assembly.build_modules`` with its default config (the IPI at the
+    """build(models) for an Animate-X group: ``build_modules`` with its default config (the IPI at the
     UNet's cross-attention width, i.e. the image encoder's embedding); a module already loaded from
     ``--aa2-modules`` keeps its config and weights."""
     def build(models) -> None:
-        from .assembly import build_modules
-
         build_modules(models, [group])
     return build
+
+
+def build_modules(models, groups, ipi: IPIConfig | None = None, mamba: MambaConfig | None = None) -> None:
+    """Build the Animate-X modules of ``groups`` that the models lack (untrained: exact no-ops), for training
+    from scratch. Default IPI widths follow the UNet's cross-attention width (the CLIP embedding's)."""
+    net = models.denoising
+    width = net.unet.config.cross_attention_dim
+    if "ipi" in groups and net.ipi is None:
+        net.add_ipi(ipi or IPIConfig(feature_dim=width, dim=width))
+    if "mamba" in groups and net.mamba is None:
+        net.add_mamba(mamba or MambaConfig())
 
 
 register_group("aa2", "the Animate Anyone 2 modules: environment conv_in, object guider, spatial blending, "
