@@ -91,9 +91,10 @@ def test_training_draws_lie_in_the_open_interval_and_are_seeded():
     assert (counts[lengths == 1] == 1).all() and (counts[lengths == 2] == 2).all() and (counts[lengths == 3] == 2).all()
     assert ((counts[lengths == 10] >= 2) & (counts[lengths == 10] <= 9)).all()
     big = counts[lengths == 300]
-    assert big.min() >= 2 and big.max() <= 299 and big.unique().numel() > 20  # drawn per frame, spread out
+    # block sizes log-uniform from 8 px to a quarter of the box: counts 4..38 for a 300 px box
+    assert big.min() >= 4 and big.max() <= 38 and big.unique().numel() > 10  # drawn per frame, spread out
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
-    mask = (torch.rand(20, 60, 60, generator=torch.Generator().manual_seed(1)) > 0.7).float()
+    mask = (torch.rand(20, 60, 60, generator=torch.Generator().manual_seed(1)) > 0.995).float()  # sparse: blocks differ
     a = shape_agnostic_mask(mask, generator=g1)
     assert torch.equal(a, shape_agnostic_mask(mask, generator=g2, chunk_size=3))  # chunking draws the same
     assert not torch.equal(a, shape_agnostic_mask(mask, generator=torch.Generator().manual_seed(6)))
