@@ -15,7 +15,7 @@ import torch
 from einops import rearrange
 
 from ..errors import AA2Error
-from ..families.base import Denoiser
+from .denoiser import Denoiser
 from .options import SamplerSettings, StitchMode
 from .prepare import Conditions, validate_conditions
 from .schedulers import make_scheduler
@@ -75,7 +75,7 @@ class _Run:
 
 
 class Sampler:
-    """The denoising loop, shared by every model family (``families.base.Denoiser``)."""
+    """The denoising loop, shared by every model family (``denoiser.Denoiser``)."""
 
     def __init__(self, models: Denoiser, settings: SamplerSettings, device=None, dtype=torch.float32,
                  storage_device="cpu", on_step: StepCallback | None = None):
