@@ -343,6 +343,26 @@ def test_animate_x_and_extras_land_in_their_folders_without_check(tiny_files, hu
     assert "check:" not in out  # check is the Moore set's
 
 
+def test_a_file_the_hub_gives_no_sha256_for_must_read_as_what_it_is(tiny_files, tmp_path):
+    """config.json files are plain git files on the hub (no LFS sha256): a broken one is refused, not written."""
+    hub = FakeHub()
+    for entry in mm.select("none", ("depth",)):
+        data = b"<html>not json</html>" if entry.name.endswith("/config.json") else tiny_files[entry.key]
+        hub.add(entry.repo_id, entry.revision, entry.path, data, lfs=not entry.name.endswith(".json"))
+    hub.start()
+    try:
+        models = models_dir(tmp_path)
+        code, out = run(hub, models, "--set", "none", "--with", "depth", manifest=manifest_file(tiny_files, tmp_path))
+    finally:
+        hub.stop()
+    assert code == 1, out
+    target = models / "depth_anything" / "Depth-Anything-V2-Small-hf" / "config.json"
+    assert (f"REFUSED depth_anything/Depth-Anything-V2-Small-hf/config.json: depth-anything/Depth-Anything-V2-Small-hf@"
+            f"{mm.DEPTH_SMALL[:12]}:config.json does not read as a .json file") in out and f"{target} was not written" in out
+    assert not target.exists()
+    assert (models / "depth_anything" / "Depth-Anything-V2-Small-hf" / "preprocessor_config.json").is_file()
+
+
 def test_bad_flags_say_what_was_expected(tmp_path, capsys):
     from aa2_core.__main__ import main
 
