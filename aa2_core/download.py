@@ -282,7 +282,8 @@ def main(argv=None) -> int:
                                      epilog="\n".join(__doc__.splitlines()[2:6]))
     parser.add_argument("--models", required=True, help="ComfyUI's models folder (e.g. ComfyUI/models)")
     parser.add_argument("--set", default="moore", choices=SETS + ("all", "none"),
-                        help="moore: every example workflow's files (default); animate-x: the released Animate-X files; all: both")
+                        help="moore: every example workflow's files (default); animate-x: the released Animate-X files; all: both; "
+                             "none: only the --with extras")
     parser.add_argument("--with", dest="extras", metavar="EXTRAS",
                         help=f"comma list of optional extras: {', '.join(EXTRAS)} (or all)")
     parser.add_argument("--list", action="store_true", help="print what the set holds (URL, target, sha256) and fetch nothing")
