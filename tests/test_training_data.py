@@ -73,7 +73,7 @@ def data(tmp_path):
 
 def test_sample_has_the_papers_inputs(data):
     """Shapes, dtypes and ranges of every field; the removed region is mid grey; the objects are cut out."""
-    clip = TrainingSet(data, frames=4, stride=2).sample(torch.Generator().manual_seed(0))
+    clip = TrainingSet(data, frames=4, stride=2, scale_range=None).sample(torch.Generator().manual_seed(0))
     assert isinstance(clip, TrainingClip)
     for name in ("frames", "environment", "skeleton", "objects"):
         t = getattr(clip, name)
@@ -83,17 +83,18 @@ def test_sample_has_the_papers_inputs(data):
     assert clip.environment_mask.shape == clip.depth.shape == clip.character_mask.shape == (4, H, W)
     removed = clip.environment_mask.bool()
     assert removed.any() and (clip.environment[removed] == 0.5).all()
-    assert (clip.environment_mask >= clip.character_mask).all()  # the formulated mask holds the character
+    assert (clip.environment_mask >= clip.character_mask).all()  # unscaled: the formulated mask holds the character
     assert (clip.objects != 0.5).any() and skeleton_mask(clip.skeleton).any()
     assert clip.info["stride"] == 2 and clip.info["start"] + 6 < 12
 
 
 def test_window_and_reference_come_from_the_stored_clip(data):
-    """The target is the stored frames at the drawn start and stride; the reference is the drawn frame's
-    character, its background one plain colour."""
+    """The target is the stored frames at the drawn start and stride; the reference (not cropped here) is the
+    drawn frame's character, its background one plain colour."""
     from aa2_core.training.dataset_format import read_clip
 
-    clip = TrainingSet(data, frames=3, stride=3).sample(torch.Generator().manual_seed(3), clip_index=1)
+    dataset = TrainingSet(data, frames=3, stride=3, scale_range=None, reference_crop=False)
+    clip = dataset.sample(torch.Generator().manual_seed(3), clip_index=1)
     stored = read_clip(data + "/clip1/clip.safetensors")
     start, ref = clip.info["start"], clip.info["reference"]
     assert torch.equal(clip.frames, stored.frames[start : start + 7 : 3].float() / 255)
@@ -127,9 +128,9 @@ def test_scale_augmentation_moves_the_skeleton_with_the_character(data):
     """With a fixed zoom (scale_range (s, s)) the skeleton's box scales by s like the character mask's, and
     both stay centred together: the keypoints moved with the pixels."""
     g = lambda: torch.Generator().manual_seed(2)
-    plain = TrainingSet(data, frames=4).sample(g(), clip_index=0)
+    plain = TrainingSet(data, frames=4, scale_range=None, pose_indicator=None).sample(g(), clip_index=0)
     for s in (0.6, 1.4):
-        scaled = TrainingSet(data, frames=4, scale_range=(s, s)).sample(g(), clip_index=0)
+        scaled = TrainingSet(data, frames=4, scale_range=(s, s), pose_indicator=None).sample(g(), clip_index=0)
         assert scaled.info["scale"] == pytest.approx(s)
         mh0, _, my0, mx0 = mask_box(plain.character_mask)
         mh1, _, my1, mx1 = mask_box(scaled.character_mask)
@@ -149,7 +150,7 @@ def test_scale_augmentation_moves_the_depth(tmp_path):
     1.5, the skeleton inside the grown character mask reads depth 1 (unwarped depth would read 0 on the part
     of the grown character outside the old one); off the skeleton it is 0."""
     root = write_set(tmp_path, [synthetic_record(depth="mask")])
-    clip = TrainingSet(root, frames=4, scale_range=(1.5, 1.5)).sample(torch.Generator().manual_seed(2), clip_index=0)
+    clip = TrainingSet(root, frames=4, scale_range=(1.5, 1.5), pose_indicator=None).sample(torch.Generator().manual_seed(2), clip_index=0)
     on = skeleton_mask(clip.skeleton)
     inner = (-torch.nn.functional.max_pool2d(-clip.character_mask[:, None], 3, 1, 1))[:, 0] > 0.5  # away from the soft edge
     assert (on & inner).sum() > 100
@@ -161,7 +162,7 @@ def test_pose_indicator_changes_the_skeleton_not_the_frames(data):
     those of the sample without it (EPI draws come after all the others)."""
     config = PoseIndicatorConfig(transform_prob=1.0, op_prob=1.0)
     g = lambda: torch.Generator().manual_seed(4)
-    plain = TrainingSet(data, frames=4).sample(g(), clip_index=0)
+    plain = TrainingSet(data, frames=4, pose_indicator=None).sample(g(), clip_index=0)
     epi = TrainingSet(data, frames=4, pose_indicator=config).sample(g(), clip_index=0)
     for name in ("frames", "reference", "environment", "environment_mask", "objects"):
         assert torch.equal(getattr(plain, name), getattr(epi, name)), name
@@ -196,10 +197,9 @@ def reference_sample(dataset: TrainingSet, seed: int, clip_index=None) -> Traini
     two ``scale_about_anchor`` warps (frames, then the depth as a grey image), ``object_sequence``, a float
     skeleton. The fast sampler must give these values bit for bit."""
     from aa2_core.conditions.depth import structured_depth
-    from aa2_core.conditions.environment import scale_about_anchor, scaling_anchor
+    from aa2_core.conditions.environment import environment_sequence, scale_about_anchor, scaling_anchor, shape_agnostic_mask
     from aa2_core.conditions.objects import object_sequence
     from aa2_core.conditions.skeleton import render_skeleton
-    from aa2_core.pipeline.prepare import environment_frames
     from aa2_core.training.data import composite_reference, scale_pose
     from aa2_core.training.dataset_format import read_clip
 
@@ -210,8 +210,10 @@ def reference_sample(dataset: TrainingSet, seed: int, clip_index=None) -> Traini
     start = int(torch.randint(0, count - dataset.span + 1, (), generator=generator))
     window = read_clip(path, start, start + dataset.span, indices=np.arange(start, start + dataset.span, dataset.stride))
     ref_index = int(torch.randint(0, count, (), generator=generator))
-    reference = composite_reference(read_clip(path, ref_index, ref_index + 1), torch.rand(3, generator=generator))
+    reference = composite_reference(read_clip(path, ref_index, ref_index + 1), torch.rand(3, generator=generator),
+                                    crop=dataset.reference_crop, margin=dataset.reference_margin)
     target, mask = window.frames.float() / 255, window.character.float()
+    source_mask = mask
     objects = None if window.objects is None else window.objects.float()
     depth = None if window.depth is None else window.depth.float()
     poses = window.poses()
@@ -226,7 +228,8 @@ def reference_sample(dataset: TrainingSet, seed: int, clip_index=None) -> Traini
             target, mask, moved = scale_about_anchor(target, mask, others, scale, dataset.scale_anchor)
             objects = moved[0] if moved else None
             poses = [scale_pose(p, scale, point) for p in poses]
-    environment, env_mask = environment_frames(target, mask, dataset.size, generator=generator)
+    # equation (2) on the unscaled source mask
+    environment, env_mask = environment_sequence(target, shape_agnostic_mask(source_mask, generator=generator), size=dataset.size)
     if dataset.pose_indicator is not None:
         poses, _ = dataset._pose_indicator(poses, clip_index, generator)
     skeleton = torch.from_numpy(render_skeleton(poses, dataset.height, dataset.width, dataset.draw_hands, dataset.draw_face, as_float=True))

@@ -34,8 +34,8 @@ INFERENCE_READING = "pixels"
 # Training draws (``random_block_counts``): block SIZES log-uniform from TRAIN_BLOCK_MIN_PIXELS (one latent cell)
 # to TRAIN_BLOCK_MAX_FRACTION of the box side, so masks range from near-silhouette to 4 x 4 coarse blocks.
 # Measured with bench/mask_distribution.py (human silhouettes at 768x512 and 512x512): added area
-# (mask / silhouette - 1) p10 ~27 %, median ~54 %, p90 ~99 % (half the box as the top: median ~74 %, above
-# the 20-60 % aimed at; the former uniform COUNTS: median ~3 %, most draws under 5 %).
+# (mask / silhouette - 1) over 8 silhouettes x 200 draws: p10 25 %, median 52 %, p90 100 % (half the box as the
+# top: median ~74 %, above the 20-60 % aimed at; the former uniform COUNTS: median 2-7 %, half the draws under 5 %).
 TRAIN_BLOCK_MIN_PIXELS = 8
 TRAIN_BLOCK_MAX_FRACTION = 0.25
 # The environment is removed to mid gray: 0 once mapped to the VAE's [-1, 1] range, as in SD inpainting.
@@ -210,7 +210,7 @@ def random_block_counts(length: torch.Tensor, generator: torch.Generator | None,
     count over ``2 .. length - 1`` makes most blocks a few pixels wide, so the mask is nearly the silhouette
     (a median of about 1 % added area on a 768 x 512 person); sizes from two latent cells to half the box give
     masks from near-silhouette to a few coarse blocks (``bench/mask_distribution.py``: a median of about
-    54 % added area, 10th percentile about 27 %). When the box is so small that ``max_fraction * length < min_pixels`` the size is
+    52 % added area, 10th percentile about 25 %). When the box is so small that ``max_fraction * length < min_pixels`` the size is
     ``max_fraction * length``. ``draw`` (uniform 0..1, one per frame) replaces the generator when given.
     """
     if not float(min_pixels) > 0 or not 0 < float(max_fraction) <= 1:
@@ -296,8 +296,8 @@ def shape_agnostic_mask(
 
     Training (a ``generator``, no ``kh``/``kw``): per frame and axis a block SIZE log-uniform from one latent
     cell (8 px) to a quarter of the box (``random_block_counts``), so masks range from near-silhouette to
-    4 x 4 coarse blocks. On human silhouettes (``bench/mask_distribution.py``) they add a median of ~54 % area
-    (10th percentile ~27 %); the paper's point, breaking the tie between mask edge and body outline.
+    4 x 4 coarse blocks. On human silhouettes (``bench/mask_distribution.py``) they add a median of ~52 % area
+    (10th percentile ~25 %, 90th ~100 %); the paper's point, breaking the tie between mask edge and body outline.
 
     Inference (``inference``): the paper's ``kh = h/10, kw = w/10`` has two readings. ``"pixels"`` (the
     default): ``kh`` is a block count as in eq. (2), so blocks of about 10 px; ``"grid"``: a 10 x 10 grid

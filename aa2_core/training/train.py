@@ -37,7 +37,8 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpF
 
     def _get_help_string(self, action):
         default = action.default
-        if action.required or default is None or isinstance(default, bool) or default == {} or default is argparse.SUPPRESS:
+        switch = isinstance(default, bool) and not isinstance(action, argparse.BooleanOptionalAction)  # off unless given
+        if action.required or default is None or switch or default == {} or default is argparse.SUPPRESS:
             return action.help
         return super()._get_help_string(action)
 
@@ -83,9 +84,13 @@ def parser() -> argparse.ArgumentParser:
     recipe.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward (less memory)")
     recipe.add_argument("--frames", type=_int(1), default=16, help="clip length in stage 2 (the paper: 16); stage 1 uses 1")
     recipe.add_argument("--stride", type=_int(1), default=1, help="take every stride-th frame")
-    recipe.add_argument("--scale-range", type=_scale_range, default=None, metavar="LOW,HIGH",
-                        help="random scale augmentation, e.g. 0.8,1.2 (off if absent)")
-    recipe.add_argument("--pose-indicator", action="store_true", help="Animate-X explicit pose indicator augmentation")
+    recipe.add_argument("--scale-range", type=_scale_range, default=(0.8, 1.2), metavar="LOW,HIGH",
+                        help="random scale augmentation of character and objects (paper 3.2; the range is the pack's "
+                             "choice), 'off' to turn it off")
+    recipe.add_argument("--pose-indicator", action=argparse.BooleanOptionalAction, default=True,
+                        help="Animate-X explicit pose indicator augmentation (--no-pose-indicator: off)")
+    recipe.add_argument("--reference-background", default="colour", choices=["colour", "other_clip"],
+                        help="the centre-cropped reference's new background: a random plain colour or a frame of another clip")
     recipe.add_argument("--uncond-prob", type=_float(0, 1), default=0.1,
                         help="probability of dropping the reference and image embedding together (classifier-free guidance)")
     recipe.add_argument("--schedule", default=Schedule.MOORE.value, choices=Schedule.values(), help="noise schedule of the objective")
@@ -131,7 +136,9 @@ def _float(low: float, high: float | None, low_open: bool = False):
     return parse
 
 
-def _scale_range(text: str) -> tuple[float, float]:
+def _scale_range(text: str) -> tuple[float, float] | None:
+    if text.strip().lower() in ("off", "none", "0"):
+        return None
     try:
         low, high = (float(v) for v in text.split(","))
     except ValueError:
@@ -195,7 +202,8 @@ def training_set(args):
 
     frames = 1 if args.stage == 1 else args.frames
     return TrainingSet(args.data, frames=frames, stride=args.stride, scale_range=args.scale_range,
-                       pose_indicator=True if args.pose_indicator else None)
+                       pose_indicator=True if args.pose_indicator else None,
+                       reference_background=getattr(args, "reference_background", "colour"))
 
 
 def main(argv=None) -> int:
