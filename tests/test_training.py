@@ -2,6 +2,7 @@
 checkpointing is real, resume is exact, the CLI writes the aa2-modules file, logs and validation video.
 The two-process run is in test_training_accelerate.py."""
 
+import argparse
 import math
 import os
 import re
@@ -305,20 +306,20 @@ def test_gradient_check_agrees_across_processes():
 
 
 def test_help_shows_every_default_and_explains_every_option():
-    """`train --help`: each option has help text and each option with a value to default shows it; --steps says it
-    is the total on resume.
+    """`train --help`: each option has help text and each option with a value to default shows it (switches such
+    as --cpu, off unless given, and required options do not); --steps says it is the total on resume.
 
     Mutation seen failing: the plain HelpFormatter (no defaults shown)."""
     from aa2_core.training.train import parser
 
     p = parser()
-    text = p.format_help()
-    flat = " ".join(text.split())
+    formatter = p._get_formatter()
     for action in p._actions:
         if action.dest == "help":
             continue
         assert action.help, action.option_strings
-        shown = action.default not in (None, {}) and not isinstance(action.default, bool) and not action.required
-        default = ",".join(action.default) if isinstance(action.default, list) else action.default
-        assert (f"(default: {default})" in flat) == shown, (action.option_strings, action.default)
+        switch = isinstance(action.default, bool) and not isinstance(action, argparse.BooleanOptionalAction)
+        expected = action.default not in (None, {}) and not switch and not action.required
+        assert ("%(default)s" in formatter._get_help_string(action)) == expected, (action.option_strings, action.default)
+    flat = " ".join(p.format_help().split())
     assert "(default: 100000)" in flat and "with --resume the total too, counting the steps already done" in flat
