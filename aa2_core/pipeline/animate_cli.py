@@ -213,6 +213,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fusion-blocks", default=FusionBlocks.FULL.value, choices=FusionBlocks.values(), help="ReferenceNet fusion: full (the Moore weights) or midup (the paper)")
     p.add_argument("--out", required=True, help="output .mp4")
     p.add_argument("--tiny", action="store_true", help="tiny random models and inputs")
+    p.add_argument("--family", default="moore", choices=("moore", "animate-x", "auto"),
+                   help="model family: moore (Moore/SD1.5 + AA2 modules), animate-x (the released Animate-X files, "
+                        "families/animate_x/cli.py), auto (animate-x when --models holds animate-x_ckpt.pth)")
     p.add_argument("--frames", type=int, help="use at most this many frames (at least 1)")
     p.add_argument("--steps", type=int, default=25, help="denoising steps (at least 1)")
     p.add_argument("--cfg", type=float, default=3.5, help="guidance scale, a finite number (1 = no guidance)")
@@ -244,6 +247,11 @@ def main(argv=None) -> int:
 
     p = parser()
     args = p.parse_args(argv)
+    if args.family != "moore":
+        from ..families.animate_x.cli import run_animate_x, wants_animate_x
+
+        if wants_animate_x(args):
+            return run_animate_x(args)
     dtype = Precision(args.dtype).dtype if args.dtype != "auto" else (torch.float16 if args.device.startswith("cuda") else torch.float32)
     if not args.tiny and not (args.ref and args.poses and args.models):
         p.error("give --ref, --poses and --models (or --tiny)")
