@@ -33,6 +33,7 @@ def atomic_path(path: str):
         yield tmp
         if not os.path.exists(tmp):
             raise AA2Error(f"writing {path}: the writer produced no file")
+        os.chmod(tmp, 0o666 & ~_umask())  # as a plain open() would: some writers (safetensors) make owner-only files
         os.replace(tmp, path)
     except BaseException:  # Ctrl-C included: the old file stays, the partial one goes
         _remove(tmp)
@@ -67,6 +68,12 @@ def write_text(path: str, text: str) -> None:
             f.write(text)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _remove(tmp: str) -> None:
     if os.path.isdir(tmp):
         shutil.rmtree(tmp, ignore_errors=True)
@@ -84,13 +91,27 @@ def check_output_file(path: str, flag: str, extensions: tuple[str, ...] | None =
     if extensions is not None and ext not in extensions:
         raise AA2Error(f"{flag} {path}: the extension {ext or '(none)'!r} is not one this writes; expected {' or '.join(extensions)}")
     folder = os.path.dirname(path)
+    _check_creatable(folder, path, flag)
+    if os.path.exists(path) and not os.access(path, os.W_OK) and not os.access(folder, os.W_OK):
+        raise AA2Error(f"{flag} {path} exists and cannot be replaced (read-only)")
+    return path
+
+
+def check_output_folder(path: str, flag: str, what: str = "a folder") -> str:
+    """Refuse an output folder that is a file, lies under a file or cannot be made, before any work."""
+    path = os.path.abspath(os.fspath(path))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise AA2Error(f"{flag} {path} is a file; expected {what}")
+    _check_creatable(path, path, flag)
+    return path
+
+
+def _check_creatable(folder: str, path: str, flag: str) -> None:
+    """The nearest existing ancestor of ``folder`` decides whether the folders can be made and written."""
     probe = folder
-    while not os.path.exists(probe):  # the nearest existing ancestor decides whether the folders can be made
+    while not os.path.exists(probe):
         probe = os.path.dirname(probe)
     if not os.path.isdir(probe):
         raise AA2Error(f"{flag} {path}: {probe} is a file, so no folder can be made under it")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise AA2Error(f"{flag} {path}: {probe} is not writable")
-    if os.path.exists(path) and not os.access(path, os.W_OK) and not os.access(folder, os.W_OK):
-        raise AA2Error(f"{flag} {path} exists and cannot be replaced (read-only)")
-    return path

@@ -75,6 +75,11 @@ def _check(args, models_dir: str) -> int:
     if args.tiny:
         write_tiny_models_dir(models_dir)
         print(f"wrote tiny models to {models_dir}")
+    return print_check(models_dir)
+
+
+def print_check(models_dir: str) -> int:
+    """Run ``run_check`` and print what it found, one file a line; the exit code (1 with the error line)."""
     try:
         report = run_check(models_dir)
     except AA2Error as e:

@@ -340,16 +340,7 @@ def main(argv=None) -> int:
 
 
 def _run_check(models_dir: str) -> int:
-    from .check import run_check
+    from .check import print_check
 
     print("check: loading every Moore-set file and running one denoising step", flush=True)
-    try:
-        report = run_check(models_dir)
-    except AA2Error as e:
-        print(f"error: check failed: {e}")
-        return 1
-    for role, path in report.pop("found").items():
-        print(f"  {role:15s} {path}")
-    for key, value in report.items():
-        print(f"{key}: {value}")
-    return 0
+    return print_check(models_dir)

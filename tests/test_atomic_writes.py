@@ -117,3 +117,19 @@ def test_an_interrupted_evaluate_json_keeps_the_previous_file(tmp_path, monkeypa
     assert evaluate.main([str(tmp_path / "gen"), str(tmp_path / "truth"), "--json", str(scores)]) == 0
     assert json.loads(scores.read_text())["videos"] == 1  # and an uninterrupted run replaces it
     only(folder, "scores.json")
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    """safetensors makes owner-only files; the atomic rename gives them what a plain open() would (the umask),
+    so a ComfyUI server running as another user can read a trained file."""
+    import os
+
+    import torch
+
+    from aa2_core.checkpoints.io import write_safetensors
+
+    path = tmp_path / "modules.safetensors"
+    write_safetensors({"a": torch.ones(2)}, str(path))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~mask

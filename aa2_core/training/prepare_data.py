@@ -43,6 +43,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from ..atomic import check_output_folder
 from ..conditions.keypoints import BODY_JOINTS, FACE_POINTS, HAND_JOINTS, Pose, parse_pose_keypoint
 from ..errors import AA2Error
 from .dataset_format import CLIP_FILE, INDEX_FILE, ClipRecord, clip_info, load_index, write_clip, write_index
@@ -457,7 +458,7 @@ def existing_clips(out: str, height: int, width: int) -> dict[str, dict]:
 
 def prepare(videos_dir: str, out: str, options: Options, progress: bool = True) -> dict:
     """Every video of ``videos_dir`` into ``out``; returns the index written (with "written" and "resumed" counts)."""
-    check_output_folder(out)
+    check_output_folder(out, "--out", "a folder for the training set (created if missing)")
     videos = find_videos(videos_dir)
     if not videos:
         raise AA2Error(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) in {videos_dir}")
@@ -471,19 +472,6 @@ def prepare(videos_dir: str, out: str, options: Options, progress: bool = True) 
         raise Interrupted(len(clips)) from None
     write_index(out, options.height, options.width, list(clips.values()), skipped)
     return {"clips": list(clips.values()), "skipped": skipped, **counts}
-
-
-def check_output_folder(out: str) -> None:
-    """``--out`` must be a folder or creatable as one: refused before any video is decoded."""
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise AA2Error(f"--out {out} is a file; expected a folder for the training set (created if missing)")
-    probe = os.path.abspath(out)
-    while not os.path.exists(probe):  # the nearest existing ancestor decides whether the folder can be made
-        probe = os.path.dirname(probe)
-    if not os.path.isdir(probe):
-        raise AA2Error(f"--out {out}: {probe} is a file, so no folder can be made under it; expected a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise AA2Error(f"--out {out}: {probe} is not writable; expected a folder this user can write")
 
 
 def _prepare_all(videos, names, out, options: Options, clips: dict, skipped: list, counts: dict, progress: bool) -> None:

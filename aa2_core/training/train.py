@@ -24,7 +24,7 @@ import os
 import sys
 import time
 
-from ..atomic import check_output_file
+from ..atomic import check_output_file, check_output_folder
 from ..errors import AA2Error
 from ..pipeline.options import Schedule
 from .modules import GROUPS, parse_groups, parse_lr_scales
@@ -182,19 +182,6 @@ def check_installed(tensorboard: bool) -> None:
     if tensorboard and not is_tensorboard_available():
         raise AA2Error("TensorBoard logs (the default) need tensorboard, which is not installed; pip install tensorboard, "
                        "or pass --no-tensorboard")
-
-
-def check_output_folder(path: str, flag: str) -> None:
-    path = os.path.abspath(path)
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise AA2Error(f"{flag} {path} is a file; expected a folder")
-    probe = path
-    while not os.path.exists(probe):  # the nearest existing ancestor decides whether the folders can be made
-        probe = os.path.dirname(probe)
-    if not os.path.isdir(probe):
-        raise AA2Error(f"{flag} {path}: {probe} is a file, so no folder can be made under it")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise AA2Error(f"{flag} {path}: {probe} is not writable")
 
 
 def training_set(args):
