@@ -33,24 +33,33 @@ def write_tiny_models_dir(models_dir: str, seed: int = 0) -> None:
 
 
 def run_check(models_dir: str, frames: int = 4, height: int = 64, width: int = 64) -> dict:
+    """Load every file, then one denoising step on random pixels through the path the nodes and the CLI take
+    (``prepare`` -> the Moore family's inputs and prediction)."""
     from .checkpoints.assembly import assemble_from_folder
+    from .families.moore import MooreModels
+    from .pipeline import images
+    from .pipeline.prepare import encode_reference, prepare_conditions
 
     found, _ = locate_models(models_dir)
     t0 = time.perf_counter()
     models = assemble_from_folder(models_dir)
-    net, reference, pose, vae, clip = models.denoising, models.reference, models.pose, models.vae, models.image_encoder.clip
     load_s = time.perf_counter() - t0
     g = torch.Generator().manual_seed(0)
+
+    def encode(x):
+        return images.vae_encode(models.vae, x)
+
     with torch.no_grad():
-        image = torch.rand(1, 3, height, width, generator=g) * 2 - 1
-        ref_latents = vae.encode(image).latent_dist.mean * vae.config.scaling_factor
-        size = clip.config.image_size
-        embeds = clip(pixel_values=torch.nn.functional.interpolate(image, size=(size, size))).image_embeds[:, None]
-        kv = net.reference_kv(reference(ref_latents, embeds))
-        skeleton = torch.rand(frames, 3, height, width, generator=g)
-        features = pose(skeleton, None, num_frames=frames)
+        reference = encode_reference(torch.rand(1, height, width, 3, generator=g), (height, width), encode,
+                                     models.image_encoder.embed, models.reference)
+        cond = prepare_conditions(reference, torch.rand(frames, height, width, 3, generator=g), encode)
+        family = MooreModels(models.denoising, models.pose)
+        family.check(cond, frames)
+        state = family.begin(cond, "cpu", torch.float32)
+        inputs = family.clip_inputs(cond, torch.arange(frames), "cpu", torch.float32)
         noise = torch.randn(1, 4, frames, height // 8, width // 8, generator=g)
-        out = net(noise, 999, embeds, pose_features=features, reference=kv)
+        _, out = family.predict(state, noise, 999, inputs, guided=False, batched=False)
+    net = models.denoising
     return dict(found=found, load_seconds=load_s, output_shape=tuple(out.shape), output_std=out.std().item(),
                 motion_version=net.motion.config.version if net.motion else None)
 
