@@ -43,7 +43,7 @@ def structured_depth(depth, skeleton, threshold: float = SKELETON_THRESHOLD, res
     depth = _depth_planes(depth)
     mask = skeleton_mask(skeleton, threshold)
     if resize_depth and len(depth) == len(mask) and tuple(depth.shape[1:]) != tuple(mask.shape[1:]):
-        depth = _resized_planes(depth, tuple(mask.shape[1:]))
+        depth = resize_planes(depth, tuple(mask.shape[1:]))
     if tuple(mask.shape) != tuple(depth.shape):
         raise AA2Error(
             f"structured depth: depth {tuple(depth.shape)} and skeleton {tuple(mask.shape)} must have the "
@@ -160,7 +160,9 @@ def _depth_planes(depth):
     return depth
 
 
-def _resized_planes(depth, size: tuple[int, int]):
+def resize_planes(depth, size: tuple[int, int]):
+    """Continuous per-frame planes ``[T, h, w]`` (torch or numpy) -> ``[T, *size]``, bilinear, dtype kept: the
+    one depth resize of the pack."""
     planes = depth if isinstance(depth, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(depth))
     resized = F.interpolate(planes[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
     if isinstance(depth, torch.Tensor):

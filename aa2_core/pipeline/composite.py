@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from ..conditions.environment import feathered
+from ..conditions.environment import feathered, resize_frames, resize_mask
 from ..errors import AA2Error
 from .images import fit_size
 
@@ -24,12 +23,10 @@ def composite_environment(generated: torch.Tensor, environment: torch.Tensor, ma
     fit_size(mask.shape[1:], (h, w), "environment_mask", "the generated frames")
     out = torch.empty_like(generated)
     for i in range(0, generated.shape[0], chunk):
-        env = environment[i : i + chunk].float()
-        if env.shape[1:3] != (h, w):
-            env = F.interpolate(env.permute(0, 3, 1, 2), size=(h, w), mode="bilinear", align_corners=False).permute(0, 2, 3, 1)
+        env = resize_frames(environment[i : i + chunk].float(), h, w)
         m = mask[i : i + chunk].float()
         if m.shape[1:] != (h, w):
-            m = (F.interpolate(m[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0] >= 0.5).float()
+            m = resize_mask(m, h, w).float()
         m = feathered(m, feather)[..., None]
         out[i : i + chunk] = m * generated[i : i + chunk] + (1 - m) * env
     return out

@@ -8,9 +8,8 @@ from __future__ import annotations
 import logging
 
 import torch
-import torch.nn.functional as F
 
-from ..conditions.environment import latent_aligned_size
+from ..conditions.environment import latent_aligned_size, resize_frames
 from ..errors import AA2Error
 
 log = logging.getLogger("aa2_core")
@@ -73,12 +72,9 @@ def check_reference(image: torch.Tensor, what: str = "reference image") -> torch
 
 
 def resize(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Resize an IMAGE batch (bilinear, antialiased when shrinking); a no-op at the same size."""
-    if images.shape[1:3] == (height, width):
-        return images
-    x = images.permute(0, 3, 1, 2)
-    x = F.interpolate(x.float(), size=(height, width), mode="bilinear", align_corners=False, antialias=True)
-    return x.permute(0, 2, 3, 1).clamp(0, 1)
+    """Resize an IMAGE batch (bilinear, antialiased when shrinking); a no-op at the same size. The one frame
+    resize of the pack (``conditions.environment.resize_frames``)."""
+    return resize_frames(images, height, width)
 
 
 @torch.no_grad()

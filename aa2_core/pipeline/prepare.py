@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from ..conditions.registry import CONDITION_KINDS, BuildContext, ConditionKind, kind_inputs, register_condition
+from ..conditions.depth import resize_planes
 from ..conditions.environment import environment_sequence, latent_aligned_size, latent_mask, shape_agnostic_mask
 from ..errors import AA2Error
 from . import images
@@ -234,7 +234,7 @@ def resize_plane(planes: torch.Tensor, height: int, width: int) -> torch.Tensor:
         planes = planes[..., 0]
     if tuple(planes.shape[1:]) == (height, width):
         return planes.float()
-    return F.interpolate(planes[:, None].float(), size=(height, width), mode="bilinear", align_corners=False)[:, 0]
+    return resize_planes(planes.float(), (height, width))
 
 
 def _frames_checked(tensor: torch.Tensor, frames: int, name: str) -> torch.Tensor:
