@@ -4,8 +4,9 @@ tests/integration/frontend/play_video.mjs loads the file from the test server (/
 does) into a bare <video> element, plays, pauses on the middle frame and takes a screenshot. The test
 reads the element's duration and size, and compares the screenshot with the frames PyAV decodes from the
 same file: it must be one of them, the one at the element's currentTime, not a blank or black box. The script
-waits for the frame actually presented after the seek (requestVideoFrameCallback) and for two identical
-screenshots in a row, so a slow paint under load cannot show the previous frame.
+waits for the frame actually presented after the seek (requestVideoFrameCallback), then takes screenshots until
+the picture differs from the one before the seek and two in a row agree: under load Chromium reported the
+target frame presented while the screenshot still showed frame 0.
 Skips, saying which, where node, Chromium or playwright-core is absent (bash scripts/setup_frontend_test.sh).
 """
 

@@ -28,10 +28,12 @@ try {
     return new URL(requested).origin === origin ? route.continue() : route.abort();
   });
   await page.goto(blank, { waitUntil: "load" });
-  const state = await page.evaluate(async ([src, t, frame]) => {
+  // 1. load, play a moment, pause, at the final size (no re-layout later)
+  const loadedState = await page.evaluate(async ([src]) => {
     document.body.innerHTML = "";
     document.body.style.cssText = "margin:0;background:#000";
     const video = document.createElement("video");
+    window.__video = video;
     video.muted = true;
     video.preload = "auto";
     video.style.cssText = "display:block;image-rendering:pixelated";
@@ -39,58 +41,70 @@ try {
       mp4_h264: video.canPlayType('video/mp4; codecs="avc1.640028"'),
       webm_vp9: video.canPlayType('video/webm; codecs="vp9"'),
     };
-    const settle = (events) => new Promise((resolve) => {
-      const done = (e) => resolve(e.type);
-      for (const e of events) video.addEventListener(e, done, { once: true });
+    const loaded = new Promise((resolve) => {
+      for (const e of ["loadeddata", "error"]) video.addEventListener(e, (ev) => resolve(ev.type), { once: true });
       setTimeout(() => resolve("timeout"), 20000);
     });
-    const loaded = settle(["loadeddata", "error"]);
     video.src = src;
     document.body.appendChild(video);
     const first = await loaded;
-    let seeked = null, presented = null;
     if (first === "loadeddata") {
-      // drawn at its final size before the seek, so no re-layout happens after the frame is painted
       video.style.width = `${video.videoWidth * 4}px`;
       video.style.height = `${video.videoHeight * 4}px`;
-      await video.play().catch(() => {});  // decoding really runs, then stop on the asked frame
+      await video.play().catch(() => {});  // decoding really runs, then stop
       video.pause();
-      // "seeked" says the decoder is at t, not that the frame is on screen (under load the old frame stays
-      // painted a while): wait for the compositor to present a frame whose media time is the seek target's.
-      const frameAt = (target) => new Promise((resolve) => {
+      await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+    }
+    return { can_play: probe, first_event: first };
+  }, [url]);
+  const before = loadedState.first_event === "loadeddata" ? await page.locator("video").screenshot() : null;
+
+  // 2. seek to the asked time. "seeked" says the decoder is there, not that the frame is on screen: wait for
+  // the compositor to present a frame whose media time is the target's (requestVideoFrameCallback)...
+  const state = await page.evaluate(async ([t, frame, first]) => {
+    const video = window.__video;
+    let seeked = null, presented = null;
+    if (first === "loadeddata") {
+      const painted = new Promise((resolve) => {
         const timer = setTimeout(() => resolve(null), 20000);
         const watch = () => video.requestVideoFrameCallback((now, meta) => {
-          if (meta.mediaTime <= target + 1e-3 && meta.mediaTime > target - frame) {  // the frame showing at target
+          if (meta.mediaTime <= t + 1e-3 && meta.mediaTime > t - frame) {  // the frame showing at t
             clearTimeout(timer);
             resolve(meta.mediaTime);
           } else watch();  // a frame left over from playing: keep waiting
         });
         watch();
       });
-      const s = settle(["seeked", "error"]);
-      const painted = frameAt(t);
+      const s = new Promise((resolve) => {
+        for (const e of ["seeked", "error"]) video.addEventListener(e, (ev) => resolve(ev.type), { once: true });
+        setTimeout(() => resolve("timeout"), 20000);
+      });
       video.currentTime = t;
       seeked = await s;
       presented = await painted;
       await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
     }
     return {
-      can_play: probe, first_event: first, seeked, duration: Number.isFinite(video.duration) ? video.duration : String(video.duration),
+      seeked, duration: Number.isFinite(video.duration) ? video.duration : String(video.duration),
       width: video.videoWidth, height: video.videoHeight, ready_state: video.readyState, time: video.currentTime,
-      presented_time: presented,
-      error: video.error ? `${video.error.code}: ${video.error.message}` : null,
+      presented_time: presented, error: video.error ? `${video.error.code}: ${video.error.message}` : null,
     };
-  }, [url, Number(seconds), Number(frameSeconds)]);
+  }, [Number(seconds), Number(frameSeconds), loadedState.first_event]);
+  Object.assign(state, loadedState);
+
+  // ...and, since a loaded machine can still show the old picture after that, take screenshots until the
+  // picture has changed from the one before the seek and two in a row agree (at most ~30 s)
+  let polls = 0;
   if (state.width) {
-    // the page may still be compositing: take screenshots until two in a row are the same picture
     let previous = null;
-    for (let i = 0; i < 20; i++) {
+    for (; polls < 300; polls++) {
       const shot = await page.locator("video").screenshot({ path: out });
-      if (previous && shot.equals(previous)) break;
+      if (previous && shot.equals(previous) && !shot.equals(before)) break;
       previous = shot;
       await page.waitForTimeout(100);
     }
   }
+  state.screenshot_polls = polls;
   console.log(JSON.stringify({ ...state, screenshot: state.width ? out : null }));
 } finally {
   await browser.close();
