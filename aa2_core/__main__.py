@@ -4,7 +4,7 @@ import importlib
 import sys
 
 COMMANDS = {
-    "animate": ("aa2_core.pipeline.animate_cli", "animate a character image along a pose video (optionally inside a driving video's scene)"),
+    "animate": ("aa2_core.cli.animate", "animate a character image along a pose video (optionally inside a driving video's scene)"),
     "check": ("aa2_core.check", "find and load every model file, then run one denoising step"),
     "convert": ("aa2_core.checkpoints.convert", "turn .pth/.ckpt pickles into .safetensors"),
     "download": ("aa2_core.download", "fetch the public model files a set needs into ComfyUI's models folder (checked by sha256)"),

@@ -244,7 +244,7 @@ def main(argv=None) -> int:
         if args.clip_frames < 1 or args.batch < 1:
             raise AA2Error("--clip-frames and --batch must be at least 1")
         if args.device != "cpu":  # torch's own error for a missing GPU comes as a traceback from deep inside
-            from .pipeline.animate_cli import check_device
+            from .cli.animate import check_device
 
             check_device(args.device)
         if args.json:  # before the metrics run, not after

@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from aa2_core.checkpoints.assembly import assemble_from_folder  # noqa: E402
-from aa2_core.pipeline.animate_cli import build_conditions  # noqa: E402
+from aa2_core.cli.animate import build_conditions  # noqa: E402
 from aa2_core.pipeline.options import ClipPreprocess, SamplerSettings, Stitching  # noqa: E402
 from aa2_core.families.moore import MooreModels as Models  # noqa: E402
 from aa2_core.pipeline.sampler import Sampler  # noqa: E402

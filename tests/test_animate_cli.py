@@ -6,7 +6,7 @@ import torch
 from aa2_core.__main__ import main
 from aa2_core.checkpoints.assembly import assemble_from_folder
 from aa2_core.pipeline import images
-from aa2_core.pipeline.animate_cli import build_conditions, parser, settings_from, tiny_inputs
+from aa2_core.cli.animate import build_conditions, parser, settings_from, tiny_inputs
 from aa2_core.families.moore import MooreModels as Models
 from aa2_core.pipeline.sampler import Sampler
 from aa2_core.pipeline.prepare import output_size

@@ -9,11 +9,11 @@ import torch
 from safetensors.torch import save_file
 
 from aa2_core.errors import AA2Error
-from aa2_core.families.animate_x.cli import wants_animate_x, write_tiny_animate_x_dir
+from aa2_core.cli.animate_x import wants_animate_x, write_tiny_animate_x_dir
 from aa2_core.families.animate_x.config import TINY_CONFIG
 from aa2_core.families.animate_x.family import AnimateXModels
 from aa2_core.families.animate_x.files import is_animate_x_folder, load_animate_x_family, locate_animate_x_files
-from aa2_core.pipeline import animate_cli
+from aa2_core.cli import animate as animate_cli
 
 
 @pytest.fixture(scope="module")

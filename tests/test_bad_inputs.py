@@ -309,7 +309,7 @@ def test_progress_off_a_terminal_is_lines_with_rate_and_eta(tmp_path, capsys):
 def test_progress_on_a_terminal_is_a_tqdm_bar():
     import io
 
-    from aa2_core.pipeline.animate_cli import Progress
+    from aa2_core.cli.animate import Progress
 
     class Terminal(io.StringIO):
         def isatty(self):

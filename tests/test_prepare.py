@@ -10,7 +10,7 @@ from aa2_core.check import write_tiny_models_dir
 from aa2_core.checkpoints.assembly import assemble_from_folder
 from aa2_core.errors import AA2Error
 from aa2_core.pipeline import images
-from aa2_core.pipeline.animate_cli import build_conditions
+from aa2_core.cli.animate import build_conditions
 from aa2_core.pipeline.options import SamplerSettings, Stitching
 from aa2_core.pipeline.prepare import DEFAULT_FEATHER, environment_frames, prepare_conditions
 from aa2_core.families.moore import MooreModels as Models

@@ -24,15 +24,15 @@ from ..choices import FusionBlocks, Precision
 from ..errors import AA2Error
 from ..families.moore import MooreModels
 from ..video_io import read_image, read_video, write_video
-from . import images
-from .composite import composite_environment
+from ..pipeline import images
+from ..pipeline.composite import composite_environment
 from ..conditions.depth import structured_depth
 from ..conditions.keypoints import parse_pose_keypoint
 from ..conditions.objects import object_sequence
-from .options import ClipPreprocess, ContextSchedule, Fusion, SamplerSettings, Schedule, SchedulerName, Stitching, StitchMode
-from .prepare import (DEFAULT_FEATHER, driving_clip_features, encode_reference, environment_frames, output_size,
+from ..pipeline.options import ClipPreprocess, ContextSchedule, Fusion, SamplerSettings, Schedule, SchedulerName, Stitching, StitchMode
+from ..pipeline.prepare import (DEFAULT_FEATHER, driving_clip_features, encode_reference, environment_frames, output_size,
                       prepare_conditions)
-from .sampler import Sampler
+from ..pipeline.sampler import Sampler
 
 
 def build_conditions(models, ref, poses, driving=None, mask=None, device="cpu", dtype=torch.float32,
@@ -215,7 +215,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tiny", action="store_true", help="tiny random models and inputs")
     p.add_argument("--family", default="moore", choices=("moore", "animate-x", "auto"),
                    help="model family: moore (Moore/SD1.5 + AA2 modules), animate-x (the released Animate-X files, "
-                        "families/animate_x/cli.py), auto (animate-x when --models holds animate-x_ckpt.pth)")
+                        "cli/animate_x.py), auto (animate-x when --models holds animate-x_ckpt.pth)")
     p.add_argument("--frames", type=int, help="use at most this many frames (at least 1)")
     p.add_argument("--steps", type=int, default=25, help="denoising steps (at least 1)")
     p.add_argument("--cfg", type=float, default=3.5, help="guidance scale, a finite number (1 = no guidance)")
@@ -248,7 +248,7 @@ def main(argv=None) -> int:
     p = parser()
     args = p.parse_args(argv)
     if args.family != "moore":
-        from ..families.animate_x.cli import run_animate_x, wants_animate_x
+        from .animate_x import run_animate_x, wants_animate_x
 
         if wants_animate_x(args):
             return run_animate_x(args)

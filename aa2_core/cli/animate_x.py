@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from ...errors import AA2Error
-from ...pipeline.options import Schedule
+from ..errors import AA2Error
+from ..pipeline.options import Schedule
 
 FAMILIES = ("moore", "animate-x", "auto")
 
@@ -24,7 +24,7 @@ FAMILIES = ("moore", "animate-x", "auto")
 def wants_animate_x(args) -> bool:
     family = getattr(args, "family", "moore") or "moore"
     if family == "auto":
-        from .files import is_animate_x_folder
+        from ..families.animate_x.files import is_animate_x_folder
 
         return bool(args.models) and is_animate_x_folder(args.models)
     return family == "animate-x"
@@ -32,8 +32,8 @@ def wants_animate_x(args) -> bool:
 
 def write_tiny_animate_x_dir(models_dir: str) -> None:
     """A ComfyUI models folder with tiny Animate-X files in the released layouts and a tiny CLIP vision file."""
-    from ...tiny import save_tiny_clip_vision
-    from .tiny import write_tiny_animate_x_files
+    from ..tiny import save_tiny_clip_vision
+    from ..families.animate_x.tiny import write_tiny_animate_x_files
 
     files = write_tiny_animate_x_files(os.path.join(models_dir, "animate_x"))
     os.makedirs(os.path.join(models_dir, "vae"), exist_ok=True)
@@ -43,17 +43,17 @@ def write_tiny_animate_x_dir(models_dir: str) -> None:
 
 
 def run_animate_x(args) -> int:
-    from ...atomic import check_output_file
-    from ...choices import Precision
-    from ...pipeline import animate_cli as cli
-    from ...pipeline import images
-    from ...pipeline.composite import composite_environment
-    from ...pipeline.prepare import environment_frames, output_size, prepare_conditions
-    from ...pipeline.sampler import Sampler
-    from ...video_io import read_image, read_video, write_video
-    from . import diffusion
-    from .family import animate_x_reference
-    from .files import load_animate_x_family
+    from ..atomic import check_output_file
+    from ..choices import Precision
+    from . import animate as cli
+    from ..pipeline import images
+    from ..pipeline.composite import composite_environment
+    from ..pipeline.prepare import environment_frames, output_size, prepare_conditions
+    from ..pipeline.sampler import Sampler
+    from ..video_io import read_image, read_video, write_video
+    from ..families.animate_x import diffusion
+    from ..families.animate_x.family import animate_x_reference
+    from ..families.animate_x.files import load_animate_x_family
 
     dtype = Precision(args.dtype).dtype if args.dtype != "auto" else (
         torch.float16 if args.device.startswith("cuda") else torch.float32)
