@@ -154,10 +154,12 @@ def run_cli(capsys, args):
 
 
 def test_cli_writes_file_logs_checkpoint_and_validation_video(tmp_path, models_dir, data_dir, one_thread, capsys):
-    """2 steps of 2 accumulated clips, LR warm-up, bf16 autocast with gradient checkpointing: the
+    """2 steps of 2 accumulated clips, LR warm-up, gradient checkpointing: the
     aa2-modules file holds exactly the AA2 parameters (moved from zero) with the training metadata; the
     TensorBoard log, a checkpoint and the validation mp4 are written; the log names the optimizer. Samples come
-    through a data-loader worker process.
+    through a data-loader worker process. In fp32: in one full-suite CI run under load, bf16 autocast on the CPU gave
+    inf/NaN gradients at every step-2 draw of this tiny random model (the bad-step guard stopped the run, as it
+    should); not reproduced alone. bf16 stays covered by the bad-step test below.
 
     Mutations seen failing: the warm-up lambda returning 1 always (the logged first lr is the full lr);
     ``trained_parts`` saving every tensor of a trained net (base weights in the file)."""
@@ -165,12 +167,12 @@ def test_cli_writes_file_logs_checkpoint_and_validation_video(tmp_path, models_d
 
     out = tmp_path / "aa2.safetensors"
     args = train_args(data_dir, models_dir, out, "--steps", 2, "--frames", 2, "--batch-size", 1, "--grad-accum", 2, "--lr", 1e-3,
-                      "--warmup-steps", 2, "--mixed-precision", "bf16", "--gradient-checkpointing", "--checkpoint-every", 2,
+                      "--warmup-steps", 2, "--mixed-precision", "no", "--gradient-checkpointing", "--checkpoint-every", 2,
                       "--validate-every", 2, "--validate-steps", 2, "--workers", 1)
     args.remove("--no-tensorboard")
     losses, log = run_cli(capsys, args)
     assert len(losses) == 2 and all(math.isfinite(v) and v > 0 for v in losses), log
-    assert "optimizer: AdamW" in log and "mixed precision: bf16" in log and "= 2 clips per step" in log
+    assert "optimizer: AdamW" in log and "mixed precision: no" in log and "= 2 clips per step" in log
     lrs = [float(v) for v in re.findall(r" lr (\S+) ", log)]
     assert lrs == [pytest.approx(5e-4), pytest.approx(1e-3)], lrs  # warm-up: half the rate, then the rate
 
@@ -181,7 +183,7 @@ def test_cli_writes_file_logs_checkpoint_and_validation_video(tmp_path, models_d
     assert parts["denoising"]["env_conv_in.weight"].abs().max() > 0  # zero-initialised, trained
     training = meta["training"]
     assert training["modules"] == ["aa2"] and training["steps"] == 2 and training["stage"] == 2
-    assert training["recipe"]["mixed_precision"] == "bf16" and training["recipe"]["grad_accum"] == 2
+    assert training["recipe"]["mixed_precision"] == "no" and training["recipe"]["grad_accum"] == 2
 
     run_dir = tmp_path / "aa2_run"
     assert any(f.startswith("events.out.tfevents") for _, _, files in os.walk(run_dir / "logs") for f in files)
