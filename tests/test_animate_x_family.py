@@ -239,6 +239,27 @@ def test_environment_mode_keeps_the_scene(unet, fx, mode):
     assert maxdiff(kept[~outside], free[~outside]) > 1e-3  # the character region is generated, with the scene around
 
 
+# ---- half precision ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_weights_sample_near_fp32(fx, dtype):
+    """A GPU runs the family in fp16/bf16 weights (the sampler's dtype): every input the UNet makes for itself (the
+    timestep sinusoid, zero slots, motion tokens) must follow that dtype. On an H200 the timestep embedding once
+    stayed fp32 and fp16 weights failed at the first step; fp16 and bf16 run on this CPU too."""
+    t, meta = fx
+    f = meta["frames"]
+    noise = released_noise(t, meta)
+    runs = []
+    for d in (torch.float32, dtype):
+        half = unet_from_state_dict(tiny_animate_x_state_dict(meta["tiny_seed"]), "tiny Animate-X UNet", dtype=d)
+        assert all(p.dtype == d for p in half.parameters())
+        runs.append(Sampler(AnimateXModels(half, text=t["zero_y"]), settings(2, f), dtype=d).sample(
+            conditions(t), noise=noise))
+    full, low = runs
+    assert torch.isfinite(low).all()
+    tolerance = {torch.float16: 0.02, torch.bfloat16: 0.2}[dtype] * float(full.std())
+    assert maxdiff(full, low) < tolerance
+
+
 # ---- refusals --------------------------------------------------------------------------------------
 def test_family_refuses_what_it_cannot_read(unet, fx):
     t, meta = fx

@@ -366,7 +366,7 @@ class AnimateXUNet(nn.Module):
         x = torch.cat([slot, torch.cat([x, concat], dim=1)], dim=2)
         frames = f + 1
 
-        emb = self.time_embed(timestep_embedding(t, c.model_channels)).repeat_interleave(frames, dim=0)
+        emb = self.time_embed(timestep_embedding(t, c.model_channels).to(x.dtype)).repeat_interleave(frames, dim=0)
         context = self.context(text, image_embed, b).repeat_interleave(frames, dim=0)
         tokens = self.motion_tokens(keypoints, driving_features, b, frames, x)
 
