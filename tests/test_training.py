@@ -202,6 +202,8 @@ def test_stage_1_trains_single_frames_without_temporal_layers(tmp_path, models_d
     assert len(losses) == 1 and "(stage 1)" in log and "x batch 1 " in log
     parts, meta = load_aa2_file(str(out))
     assert meta["training"]["stage"] == 1 and meta["training"]["recipe"]["frames"] == 4
+    # the file says which recipe made it, the reference's background included (the default: a plain colour)
+    assert meta["training"]["recipe"]["reference_background"] == "colour"
     assert not any(k.startswith("motion.") for k in parts["denoising"]) and not any(k.startswith("temporal.") for k in parts["pose"])
 
 

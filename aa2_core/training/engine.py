@@ -465,7 +465,8 @@ def write_output(args, accelerator, step_module, state, chosen, steps):
 
 def _hparams(args) -> dict:
     keys = ("modules", "stage", "frames", "stride", "batch_size", "grad_accum", "lr", "warmup_steps", "optimizer", "mixed_precision",
-            "gradient_checkpointing", "uncond_prob", "schedule", "scale_range", "pose_indicator", "seed", "fusion_blocks")
+            "gradient_checkpointing", "uncond_prob", "schedule", "scale_range", "pose_indicator", "reference_background", "seed",
+            "fusion_blocks")
     out = {}
     for k in keys:
         v = getattr(args, k, None)
