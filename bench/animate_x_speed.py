@@ -18,7 +18,9 @@ so that PyTorch's fused (flash / memory-efficient) kernels run, as xformers' wou
 
 Weights are seeded random at full size (``--tiny``: the parity test's tiny weights at 128x64). Steps default to
 25, a count where the released loop and diffusers' DDIM visit the same timesteps (30 runs 31 steps there).
-Prints a table and writes ``--out`` JSON after each row. Nothing here is a test.
+Peak memory on a GPU is each side's own: its weights plus the most the run allocated above what was allocated
+when it started (both models stay resident; the other side's weights are not counted). Prints a table and writes
+``--out`` JSON after each row. Nothing here is a test.
 """
 from __future__ import annotations
 
@@ -153,6 +155,7 @@ class Timer:
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
+            self.start = torch.cuda.memory_allocated()
         self.t0 = time.perf_counter()
         return self
 
@@ -161,11 +164,11 @@ class Timer:
 
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
-            self.peak_gb = torch.cuda.max_memory_allocated() / 2**30
+            self.above_start = torch.cuda.max_memory_allocated() - self.start  # both models' weights are resident
         else:
             import resource
 
-            self.peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+            self.rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         self.seconds = time.perf_counter() - self.t0
 
 
@@ -203,6 +206,8 @@ def main(args):
     ours = unet_from_state_dict(sd, "random Animate-X UNet", dtype=dtype).to(args.device).eval()
     del sd
     params = sum(p.numel() for p in ours.parameters()) / 1e6
+    weight_bytes = {side: sum(t.numel() * t.element_size() for t in m.state_dict().values())
+                    for side, m in (("released", theirs), ("ours", ours))}
     build_s = time.perf_counter() - t0
     diffusion = R["ddim"].DiffusionDDIM(**{k: v for k, v in yaml_cfg["Diffusion"].items() if k != "type"})
     models = AnimateXModels(ours, text=zero_y)
@@ -262,8 +267,12 @@ def main(args):
                 results[name] = lat
             else:
                 row = dict(run=name, frames=frames, seconds=round(best.seconds, 2),
-                           frames_per_s=round(frames / best.seconds, 3), peak_gb=round(best.peak_gb, 2),
-                           finite=bool(torch.isfinite(results[name]).all()))
+                           frames_per_s=round(frames / best.seconds, 3), finite=bool(torch.isfinite(results[name]).all()))
+                if cuda:  # this side's own peak: its weights + what the run allocated (the other side's weights excluded)
+                    own = weight_bytes["released" if name == "released" else "ours"]
+                    row["peak_gib"] = round((own + best.above_start) / 2**30, 2)
+                else:
+                    row["process_peak_rss_gib"] = round(best.rss_gib, 2)
             if name != "released" and "released" in results and name in results:
                 a, b = results["released"].double(), results[name].double()
                 row["max_diff_vs_released"] = float(f"{float((a - b).abs().max()):.3g}")
