@@ -104,22 +104,33 @@ class AA2RenderPose:
                 "width": ("INT", {"default": 512, "min": 64, "max": max_resolution(), "step": 8, "tooltip": "image width (the output video's)"}),
                 "height": ("INT", {"default": 768, "min": 64, "max": max_resolution(), "step": 8, "tooltip": "image height (the output video's)"}),
                 "draw_hands": ("BOOLEAN", {"default": True, "tooltip": "draw hand keypoints"}),
-                "draw_face": ("BOOLEAN", {"default": True, "tooltip": "draw face keypoints"}),
-            }
+                "draw_face": ("BOOLEAN", {"default": True, "tooltip": "draw face keypoints (moore style; the released Animate-X frames have none, so the animate_x style never draws them)"}),
+            },
+            "optional": {
+                "style": (["moore", "animate_x"], {"default": "moore", "tooltip": "moore: the OpenPose drawing the Moore pose guider was trained on; animate_x: the released Animate-X frames (process_data.py: body with two foot points from foot_keypoints_2d, hands, no face, channels as its network reads them)"}),
+            },
         }
 
     RETURN_TYPES = ("IMAGE",)
     FUNCTION = "render"
     CATEGORY = CATEGORY
-    DESCRIPTION = "Renders skeleton images in the OpenPose colours the Moore pose guider was trained on."
+    DESCRIPTION = ("Renders skeleton images: in the OpenPose colours the Moore pose guider was trained on (moore), or "
+                   "as the released Animate-X draws its pose frames (animate_x; its feet come from the JSON's "
+                   "foot_keypoints_2d, which AA2 DWPose Extract writes).")
 
-    def render(self, pose_keypoint, width, height, draw_hands, draw_face):
+    def render(self, pose_keypoint, width, height, draw_hands, draw_face, style="moore"):
+        """``style="animate_x"`` reads each person's ``foot_keypoints_2d`` (six COCO-WholeBody foot points, see
+        ``conditions/skeleton.py``); a person without it is drawn without feet."""
         from ..aa2_core.conditions.keypoints import parse_pose_keypoint
-        from ..aa2_core.conditions.skeleton import render_skeleton
+        from ..aa2_core.conditions.skeleton import STYLES, parse_feet, render_skeleton
 
         node = "AA2 Render Pose"
+        if style not in STYLES:
+            raise ValueError(f"{node}: style must be one of {list(STYLES)}; got {style!r}")
         poses = core_call(node, parse_pose_keypoint, pose_keypoint, height=height, width=width)
-        return (torch.from_numpy(core_call(node, render_skeleton, poses, height, width, draw_hands, draw_face, as_float=True)),)
+        feet = core_call(node, parse_feet, pose_keypoint, height=height, width=width) if style == "animate_x" else None
+        return (torch.from_numpy(core_call(node, render_skeleton, poses, height, width, draw_hands, draw_face,
+                                           as_float=True, style=style, feet=feet)),)
 
 
 class AA2DWPoseExtract:
@@ -138,13 +149,17 @@ class AA2DWPoseExtract:
     RETURN_NAMES = ("pose_keypoint",)
     FUNCTION = "extract"
     CATEGORY = CATEGORY
-    DESCRIPTION = "DWPose keypoints through onnxruntime (optional dependency)."
+    DESCRIPTION = ("DWPose keypoints through onnxruntime (optional dependency): OpenPose-18 body, hands, face, and "
+                   "the six foot points as foot_keypoints_2d (for the animate_x style of AA2 Render Pose).")
 
     def extract(self, images, detector, pose_model):
+        """POSE_KEYPOINT in frame pixels; each person also carries ``foot_keypoints_2d``: the six COCO-WholeBody
+        foot points (left big toe, small toe, heel, then the right's; below 0.3 ``[0, 0, 0]``), which OpenPose-18
+        leaves out and the released Animate-X frames draw (``skeleton.dwpose_with_feet``)."""
         from ..aa2_core.conditions.dwpose import load_dwpose
-        from ..aa2_core.conditions.keypoints import poses_to_pose_keypoint
+        from ..aa2_core.conditions.skeleton import dwpose_with_feet
 
         node = "AA2 DWPose Extract"
         extractor = core_call(node, load_dwpose, detector_path=full_path(node, "detector", detector, ("dwpose",)),
                                     pose_path=full_path(node, "pose_model", pose_model, ("dwpose",)))
-        return (poses_to_pose_keypoint(core_call(node, extractor, images)),)
+        return (core_call(node, dwpose_with_feet, extractor, images),)

@@ -20,6 +20,36 @@ Sizes are in pixels of the output canvas, whatever its resolution: the stick hal
 dots 4 px, hand lines 2 px, face dots 3 px, exactly as the reference. So a skeleton rendered at 512x768
 equals the reference rendering at 512x768 pixel for pixel; rendering at another size is not a resize of
 it (limbs stay 4 px wide, as the pose guider saw in training at its resolution).
+
+**The released Animate-X style** (``style="animate_x"``): ``process_data.py`` of antgroup/animate-x draws with
+``dwpose/util.draw_body_and_foot`` then ``draw_handpose`` and saves the canvas *without* the face:
+
+* body + feet, 20 points: the 18 OpenPose joints, then a left foot (18) and a right foot (19), each the mean of
+  that foot's big and small toe (COCO-WholeBody 17, 18 and 20, 21), present only when both toes are (score above
+  0.3); the heels are not used. 19 limbs, all drawn: the first 17 above, then left ankle -> left foot and right
+  ankle -> right foot; colours the 18 above plus ``(170, 255, 255)`` and ``(255, 255, 0)`` for the two feet. Same
+  stick half-width 4, 0.6 limb layer, joint dots of radius 4 (feet included) as the Moore style.
+* hands exactly as above; no face (``draw_face`` is not read by this style).
+* channel order: the canvas above (``animate_x_canvas``) is what ``draw_pose`` returns; ``cv2.imwrite`` saves it
+  as BGR and the entrance reads the JPEG with ``PIL.Image.open`` (RGB), so the picture the released network sees
+  is the canvas with its channels reversed (limb 0 blue, hand dots red). ``render_pose(style="animate_x")``
+  returns that picture. Not reproduced: the JPEG compression of the saved frames (cv2's default quality 95), and
+  the released resize (the frames are drawn at the driving video's own size, then ``PIL`` bilinear to 512x768):
+  render at the video's size and let the sampler resize to get the same, or at the output size for sharp limbs.
+* parity: ``bench/animate_x_pose_parity.py`` draws seeded poses with the released ``dwpose/util.py`` and its
+  ``DWposeDetector`` post-processing (the foot rule); ``tests/test_animate_x_pose.py`` holds its canvases.
+
+**Foot points in POSE_KEYPOINT.** OpenPose-18 has no feet, so the released style reads ``foot_keypoints_2d`` of a
+person: the six COCO-WholeBody foot points (left big toe, left small toe, left heel, right big toe, right small
+toe, right heel; ``[x, y, c] * 6``, the convention of several DWPose packs; ``AA2 DWPose Extract`` writes it).
+``parse_feet`` reads it for the person ``parse_pose_keypoint`` chooses and gives the two released foot points;
+a person without it is drawn without feet (no foot limbs, as the released code draws feet it did not see).
+
+**Pose alignment.** The released code has none: its entrance starts at frame 0 "because the pose alignment is
+performed on the first frame", and its README says the paper's results use no alignment and a user may translate
+and scale each frame's skeleton by hand to the reference (x/y shift + scale). ``AA2 Retarget Pose``
+(``conditions/retarget.py``) does more: per-bone lengths from the reference and a global scale, anchored on the
+driving or the reference position. It is optional here; with it off, the pack's frames are the released ones.
 """
 
 from __future__ import annotations
@@ -31,7 +61,7 @@ import cv2
 import numpy as np
 
 from ..errors import AA2Error
-from .keypoints import Pose
+from .keypoints import BODY_JOINTS, DEFAULT_THRESHOLD, Pose, clean_points, poses_to_pose_keypoint
 
 # (parent, child) joint numbers, 1-based as in OpenPose; only the first DRAWN_LIMBS are drawn.
 LIMB_SEQUENCE = (
@@ -65,6 +95,12 @@ HAND_EDGE_COLORS = (
 HAND_LINE_THICKNESS = 2
 HAND_DOT_RADIUS = 4
 HAND_DOT_COLOR = (0, 0, 255)
+# The released Animate-X style (dwpose/util.draw_body_and_foot): 19 limbs all drawn, joints 18/19 are the feet.
+STYLES = ("moore", "animate_x")
+BODY_FOOT_LIMBS = LIMB_SEQUENCE[:DRAWN_LIMBS] + ((14, 19), (11, 20))
+BODY_FOOT_COLORS = OPENPOSE_COLORS + ((170, 255, 255), (255, 255, 0))
+FOOT_POINTS = 6  # foot_keypoints_2d: COCO-WholeBody 17..22
+FOOT_POINT_NAMES = ("left_big_toe", "left_small_toe", "left_heel", "right_big_toe", "right_small_toe", "right_heel")
 FACE_DOT_RADIUS = 3
 FACE_DOT_COLOR = (255, 255, 255)
 EPS = 0.01  # the reference's test on truncated pixel coordinates: x > 0.01 means x >= 1
@@ -83,13 +119,20 @@ def render_skeleton(
     draw_face: bool = True,
     as_float: bool = False,
     out: Optional[np.ndarray] = None,
+    style: str = "moore",
+    feet: Optional[list] = None,
 ) -> np.ndarray:
     """Poses -> ``[T, H, W, 3]`` skeleton images: uint8 0..255, or float32 0..1 with ``as_float``.
 
     Each pose is mapped to the ``(height, width)`` canvas first. ``out`` lets callers render a long
     sequence chunk by chunk into memory they own (it must be ``[T, H, W, 3]`` of the returned dtype).
+    ``style``: ``"moore"`` (default) or ``"animate_x"`` (the released Animate-X frames, module docstring);
+    ``feet``: with ``"animate_x"``, one ``(2, 3)`` foot array (``parse_feet``) or None per pose.
     """
     _check_size(height, width)
+    _check_style(style)
+    if feet is not None and len(feet) != len(poses):
+        raise AA2Error(f"render_skeleton: feet must hold one entry per pose ({len(poses)}); got {len(feet)}")
     dtype = np.float32 if as_float else np.uint8
     shape = (len(poses), int(height), int(width), 3)
     if out is None:
@@ -97,16 +140,25 @@ def render_skeleton(
     elif out.shape != shape or out.dtype != dtype:
         raise AA2Error(f"render_skeleton: out must be {shape} {np.dtype(dtype)}; got {out.shape} {out.dtype}")
     for i, pose in enumerate(poses):
-        frame = render_pose(pose, height, width, draw_hands=draw_hands, draw_face=draw_face)
+        frame = render_pose(pose, height, width, draw_hands=draw_hands, draw_face=draw_face, style=style,
+                            feet=None if feet is None else feet[i])
         out[i] = frame / np.float32(255) if as_float else frame
     return out
 
 
-def render_pose(pose: Pose, height: int, width: int, draw_hands: bool = True, draw_face: bool = True) -> np.ndarray:
-    """One pose -> ``[H, W, 3]`` uint8 skeleton image in the OpenPose convention."""
+def render_pose(pose: Pose, height: int, width: int, draw_hands: bool = True, draw_face: bool = True,
+                style: str = "moore", feet: Optional[np.ndarray] = None) -> np.ndarray:
+    """One pose -> ``[H, W, 3]`` uint8 skeleton image in the OpenPose convention (``style="moore"``), or the
+    released Animate-X picture (``style="animate_x"``: ``animate_x_canvas`` with its channels reversed, as the
+    released entrance reads its saved frames; no face). ``feet``: ``(2, 3)`` foot points on the pose's canvas."""
     _check_size(height, width)
+    _check_style(style)
     if not isinstance(pose, Pose):
         raise AA2Error(f"render_skeleton: each pose must be a Pose; got {type(pose).__name__}")
+    if style == "animate_x":
+        return np.ascontiguousarray(animate_x_canvas(pose, height, width, draw_hands, feet)[..., ::-1])
+    if feet is not None:
+        raise AA2Error("render_skeleton: feet are drawn by the animate_x style only; the moore style has none")
     pose = pose.resized(height, width)
     canvas = draw_body(np.zeros((int(height), int(width), 3), np.uint8), pose.body)
     if draw_hands and pose.hands is not None:
@@ -117,19 +169,135 @@ def render_pose(pose: Pose, height: int, width: int, draw_hands: bool = True, dr
     return canvas
 
 
-def draw_body(canvas: np.ndarray, body: np.ndarray) -> np.ndarray:
-    """Limbs at 0.6 brightness, then joint dots at full colour. Returns the (new) canvas."""
+def animate_x_canvas(pose: Pose, height: int, width: int, draw_hands: bool = True,
+                     feet: Optional[np.ndarray] = None) -> np.ndarray:
+    """The released ``process_data.draw_pose`` canvas without the face: ``draw_body_and_foot`` (20 points) then
+    ``draw_handpose`` on black, ``[H, W, 3]`` uint8 in the array order it is drawn (``cv2.imwrite`` saves it as
+    BGR). ``feet``: ``(2, 3)`` left/right foot points (``parse_feet``/``foot_points``) on the pose's canvas, or
+    None (no feet)."""
+    _check_size(height, width)
+    if not isinstance(pose, Pose):
+        raise AA2Error(f"render_skeleton: each pose must be a Pose; got {type(pose).__name__}")
+    feet = np.zeros((2, 3)) if feet is None else np.asarray(feet, dtype=np.float64)
+    if feet.shape != (2, 3):
+        raise AA2Error(f"render_skeleton: feet must be (2, 3) [x, y, confidence] rows (left, right); got {feet.shape}")
+    if (int(height), int(width)) != (pose.height, pose.width):
+        feet = feet * np.array([width / pose.width, height / pose.height, 1.0])  # as Pose.resized scales
+        pose = pose.resized(height, width)
+    body = np.concatenate([pose.body, feet])
+    canvas = draw_body(np.zeros((int(height), int(width), 3), np.uint8), body, BODY_FOOT_LIMBS, BODY_FOOT_COLORS)
+    if draw_hands and pose.hands is not None:
+        for hand in pose.hands:
+            draw_hand(canvas, hand)
+    return canvas
+
+
+def draw_body(canvas: np.ndarray, body: np.ndarray, limbs=LIMB_SEQUENCE[:DRAWN_LIMBS],
+              colors=OPENPOSE_COLORS) -> np.ndarray:
+    """Limbs at 0.6 brightness, then joint dots at full colour. Returns the (new) canvas. ``limbs``: the
+    1-based joint pairs drawn, in order (limb i in ``colors[i]``; joint j in ``colors[j]``)."""
     body = _safe(body)
     valid = body[:, 2] > 0
-    for i in range(DRAWN_LIMBS):
-        a, b = (j - 1 for j in LIMB_SEQUENCE[i])
+    for i, limb in enumerate(limbs):
+        a, b = (j - 1 for j in limb)
         if valid[a] and valid[b]:
-            cv2.fillConvexPoly(canvas, limb_polygon(body[a, :2], body[b, :2]), OPENPOSE_COLORS[i])
+            cv2.fillConvexPoly(canvas, limb_polygon(body[a, :2], body[b, :2]), colors[i])
     canvas = cv2.LUT(canvas, LIMB_ALPHA_LUT)  # same values as (canvas * 0.6).astype(uint8), faster
     for j in np.flatnonzero(valid):
         x, y = body[j, :2]
-        cv2.circle(canvas, (int(x), int(y)), JOINT_RADIUS, OPENPOSE_COLORS[j], thickness=-1)
+        cv2.circle(canvas, (int(x), int(y)), JOINT_RADIUS, colors[j], thickness=-1)
     return canvas
+
+
+def foot_points(foot: Optional[np.ndarray], threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
+    """Six COCO-WholeBody foot points ``[x, y, c]`` (``FOOT_POINT_NAMES``) -> the released ``(2, 3)`` left and
+    right foot points: the mean of the big and small toe, present when both are (confidence the smaller of
+    the two), else ``[0, 0, 0]``; the heels are not read. ``None`` -> no feet."""
+    out = np.zeros((2, 3))
+    if foot is None:
+        return out
+    foot = np.asarray(foot, dtype=np.float64)
+    if foot.shape != (FOOT_POINTS, 3):
+        raise AA2Error(f"foot points must be {FOOT_POINTS} [x, y, confidence] rows ({', '.join(FOOT_POINT_NAMES)}); "
+                       f"got shape {foot.shape}")
+    foot = clean_points(foot, threshold)
+    for side in (0, 1):
+        big, small = foot[3 * side], foot[3 * side + 1]
+        if big[2] > 0 and small[2] > 0:
+            out[side, :2] = (big[:2] + small[:2]) / 2  # the released (a + b) / 2, in the JSON's coordinates
+            out[side, 2] = min(big[2], small[2])
+    return out
+
+
+def parse_feet(pose_keypoint, height: Optional[int] = None, width: Optional[int] = None,
+               threshold: float = DEFAULT_THRESHOLD, person="best", coordinates: str = "auto") -> list[np.ndarray]:
+    """``POSE_KEYPOINT`` -> one ``(2, 3)`` foot array per frame (``foot_points`` of the ``foot_keypoints_2d`` of
+    the person ``parse_pose_keypoint`` chooses with the same arguments), on the same canvas as its poses.
+    A frame or person without ``foot_keypoints_2d`` gives zeros (no feet)."""
+    from . import keypoints as kp
+
+    if coordinates not in ("auto", "pixels", "normalized"):
+        raise AA2Error(f"coordinates must be 'auto', 'pixels' or 'normalized'; got {coordinates!r}")
+    frames = kp._frame_list(pose_keypoint)
+    people = [[(p, kp._read_person(p, i)) for p in kp._people_of(f, i)] for i, f in enumerate(frames)]
+    raw = [[r for _, r in persons] for persons in people]
+    normalized = coordinates == "normalized" or (coordinates == "auto" and kp._looks_normalized(raw, threshold))
+    out = []
+    for i, (frame, persons) in enumerate(zip(frames, people)):
+        canvas_h, canvas_w = kp._canvas_of(frame, i, height, width, normalized)
+        out_h, out_w = int(height or canvas_h), int(width or canvas_w)
+        chosen = kp._choose_person(raw[i], person, threshold)
+        if chosen is None:
+            out.append(np.zeros((2, 3)))
+            continue
+        original = next(p for p, r in persons if r is chosen)
+        values = original.get("foot_keypoints_2d")
+        foot = None
+        if values is not None and len(values):
+            try:
+                foot = np.asarray(values, dtype=np.float64).reshape(-1)
+            except (TypeError, ValueError) as e:
+                raise AA2Error(f"pose keypoints frame {i}: foot_keypoints_2d must be a flat list of numbers ({e})") from e
+            if foot.size != FOOT_POINTS * 3:
+                raise AA2Error(f"pose keypoints frame {i}: foot_keypoints_2d must hold {FOOT_POINTS} (x, y, confidence) "
+                               f"triples (COCO-WholeBody feet: {', '.join(FOOT_POINT_NAMES)}); got {foot.size} values")
+            foot = foot.reshape(FOOT_POINTS, 3)
+        feet = foot_points(foot, threshold)
+        scale_x = out_w if normalized else out_w / canvas_w
+        scale_y = out_h if normalized else out_h / canvas_h
+        if scale_x != 1.0 or scale_y != 1.0:  # as parse_pose_keypoint scales its points
+            feet[:, 0] *= scale_x
+            feet[:, 1] *= scale_y
+        out.append(feet)
+    return out
+
+
+def dwpose_with_feet(extractor, frames, threshold: float = DEFAULT_THRESHOLD) -> list[dict]:
+    """``conditions.dwpose.DWPoseExtractor`` on ``[T, H, W, 3]`` RGB frames -> ``POSE_KEYPOINT`` whose person also
+    carries ``foot_keypoints_2d`` (the six COCO-WholeBody foot rows, below ``threshold`` written ``[0, 0, 0]``).
+    The poses are the extractor's own (``frame_pose``: same boxes, same most confident person)."""
+    from .dwpose import _uint8_frames, to_openpose, wholebody_to_pose
+
+    poses, feet = [], []
+    for rgb in _uint8_frames(frames):
+        height, width = rgb.shape[:2]
+        bgr = np.ascontiguousarray(rgb[..., ::-1])
+        boxes = extractor.detect(bgr)
+        if len(boxes) == 0:
+            poses.append(Pose.empty(height, width))
+            feet.append(None)
+            continue
+        people = to_openpose(*extractor.keypoints(bgr, boxes))
+        best = people[int(np.argmax(people[:, :BODY_JOINTS, 2].mean(1)))]
+        poses.append(wholebody_to_pose(best, height, width, threshold))
+        rows = best[BODY_JOINTS : BODY_JOINTS + FOOT_POINTS].astype(np.float64).copy()
+        rows[rows[:, 2] < threshold] = 0.0
+        feet.append(rows)
+    out = poses_to_pose_keypoint(poses)
+    for frame, rows in zip(out, feet):
+        if rows is not None and frame["people"]:
+            frame["people"][0]["foot_keypoints_2d"] = [float(v) for v in rows.reshape(-1)]
+    return out
 
 
 def limb_polygon(p0: np.ndarray, p1: np.ndarray) -> np.ndarray:
@@ -175,6 +343,11 @@ def _safe(points: np.ndarray) -> np.ndarray:
     out = points.copy()
     np.clip(out[:, :2], -COORD_LIMIT, COORD_LIMIT, out=out[:, :2])
     return out
+
+
+def _check_style(style) -> None:
+    if style not in STYLES:
+        raise AA2Error(f"render_skeleton: style must be one of {list(STYLES)}; got {style!r}")
 
 
 def _check_size(height, width) -> None:

@@ -177,15 +177,19 @@ register_condition(ConditionKind("ipi", ("keypoints", "driving_features"), _buil
                                  help="Animate-X's Implicit Pose Indicator: driving keypoints + CLIP features"))
 
 
-def keypoint_tensor(poses) -> torch.Tensor:
-    """``Pose`` per frame -> ``(F, 18, 3)``: body joints as x / width, y / height, confidence (0 if missing)."""
+def keypoint_tensor(poses, missing: float = 0.0) -> torch.Tensor:
+    """``Pose`` per frame -> ``(F, 18, 3)``: body joints as x / width, y / height, confidence (0 if missing).
+
+    ``missing``: the x and y of a missing joint: 0 (the pack's IPI in the Moore family and its training data) or
+    -1 (the released Animate-X keypoints: its ``DWposeDetector`` writes -1 for a joint below its threshold and
+    ``process_single_pose_embedding`` passes ``bodies[:18]`` on as they are)."""
     import numpy as np
 
     rows = []
     for pose in poses:
         body = np.asarray(pose.body, dtype=np.float64)
         scale = np.array([1.0 / max(pose.width, 1), 1.0 / max(pose.height, 1), 1.0])
-        rows.append(np.where(body[:, 2:3] > 0, body * scale, 0.0))
+        rows.append(np.where(body[:, 2:3] > 0, body * scale, np.array([missing, missing, 0.0])))
     if not rows:
         raise AA2Error("no driving keypoints: give one pose per frame")
     return torch.from_numpy(np.stack(rows)).float()
