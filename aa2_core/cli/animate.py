@@ -227,6 +227,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", help="depth video of the driving motion: structured depth for the pose modulation")
     p.add_argument("--driving-keypoints", help="POSE_KEYPOINT JSON of the driving video, with --video: the Implicit Pose "
                                                 "Indicator (needs an aa2-modules file that holds one)")
+    p.add_argument("--ref-keypoints", help="POSE_KEYPOINT JSON of the reference image (one frame), with --driving-keypoints "
+                                           "for --family animate-x: its IPI reads the reference's keypoints first")
     p.add_argument("--stitching", default=StitchMode.MOTION_FRAMES.value, choices=StitchMode.values())
     p.add_argument("--clip-length", type=int, default=24)
     p.add_argument("--motion-frames", type=int, default=4)
@@ -270,6 +272,8 @@ def main(argv=None) -> int:
                 check_path(path, flag, kind)
             if (args.objects or args.driving_keypoints) and not args.video:
                 raise AA2Error("--objects and --driving-keypoints need the driving video: give --video (and --mask)")
+            if args.ref_keypoints:  # the Moore IPI reads the driving keypoints only
+                raise AA2Error("--ref-keypoints is read by --family animate-x only (its IPI); the Moore family does not take it")
             if args.models and os.path.exists(args.models) and not os.path.isdir(args.models):
                 raise AA2Error(f"--models {args.models} is a file; expected a ComfyUI-style models folder")
             if args.tiny:
