@@ -47,9 +47,13 @@ a person without it is drawn without feet (no foot limbs, as the released code d
 
 **Pose alignment.** The released code has none: its entrance starts at frame 0 "because the pose alignment is
 performed on the first frame", and its README says the paper's results use no alignment and a user may translate
-and scale each frame's skeleton by hand to the reference (x/y shift + scale). ``AA2 Retarget Pose``
-(``conditions/retarget.py``) does more: per-bone lengths from the reference and a global scale, anchored on the
-driving or the reference position. It is optional here; with it off, the pack's frames are the released ones.
+and scale each frame's skeleton by hand to the reference (x/y shift + scale). So there is nothing to implement
+for parity: with no retargeting, the pack's frames are the released ones. ``AA2 Retarget Pose``
+(``conditions/retarget.py``) is the optional, larger step: what matches the README's manual alignment is its
+``anchor="reference"`` placement (the driving motion scaled by one factor about its first neck and moved onto the
+reference's neck); what differs: the factor is measured (shoulder width + torso height), each bone also gets the
+reference's length (ratio fixed on the first driving frame), and it carries body, hands and face only, so the
+``foot_keypoints_2d`` of its input are not in its output (the animate_x style then draws no feet).
 """
 
 from __future__ import annotations
