@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from aa2_core.conditions import dwpose
-from aa2_core.conditions.keypoints import Pose, parse_pose_keypoint
+from aa2_core.conditions.keypoints import parse_pose_keypoint
 from aa2_core.conditions.skeleton import (BODY_FOOT_COLORS, animate_x_canvas, dwpose_with_feet, foot_points, parse_feet,
                                           render_pose, render_skeleton)
 from aa2_core.errors import AA2Error
