@@ -223,3 +223,32 @@ def test_drop_and_add_parts():
         np.testing.assert_allclose(p.hands[1, :, :2], p.body[R_WRIST, :2] + offset, atol=1e-9)
     with pytest.raises(AA2Error, match="unknown part"):
         apply_epi_plan(clip, anchors, EPIPlan(transform=True, drop="tail"))
+
+
+def test_feet_follow_their_ankles_through_retargeting_and_the_json():
+    """COCO-WholeBody foot points (``foot_keypoints_2d``, read by the released Animate-X drawing) survive
+    parse -> retarget -> POSE_KEYPOINT: a reference twice the driving size about the neck puts each toe and heel
+    at twice its driving offset from the neck; a missing foot point stays missing."""
+    from aa2_core.conditions.keypoints import parse_pose_keypoint, poses_to_pose_keypoint
+    from aa2_core.conditions.skeleton import parse_feet
+
+    rng = np.random.default_rng(3)
+    L_ANKLE, R_ANKLE = 13, 10
+    drv = make_pose(STANDING, rng)
+    drv.feet = np.c_[np.repeat(STANDING[[L_ANKLE, R_ANKLE]], 3, axis=0) + rng.normal(0, 20, (6, 2)), np.ones(6)]
+    drv.feet[2] = 0.0  # left heel not seen
+    neck = STANDING[NECK]
+    ref = make_pose(neck + 2 * (STANDING - neck), rng)
+    json_in = poses_to_pose_keypoint([drv])
+    assert len(json_in[0]["people"][0]["foot_keypoints_2d"]) == 18
+    parsed = parse_pose_keypoint(json_in)[0]
+    np.testing.assert_allclose(parsed.feet, drv.feet)
+    out = retarget_poses([parsed], ref)[0]
+    expected = neck + 2 * (drv.feet[:, :2] - neck)
+    seen = drv.feet[:, 2] > 0
+    np.testing.assert_allclose(out.feet[seen, :2], expected[seen], atol=1e-6)
+    assert (out.feet[~seen] == 0).all()
+    json_out = poses_to_pose_keypoint([out])
+    np.testing.assert_allclose(parse_pose_keypoint(json_out)[0].feet, out.feet)
+    # the released foot point (mean of the two toes) of the retargeted right foot, drawn by AA2 Render Pose
+    np.testing.assert_allclose(parse_feet(json_out)[0][1, :2], expected[3:5].mean(0), atol=1e-6)

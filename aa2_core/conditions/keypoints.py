@@ -3,7 +3,9 @@
 ``POSE_KEYPOINT`` is what comfyui_controlnet_aux's DWPose / OpenPose nodes output: a list with one dict
 per frame, ``{"people": [{"pose_keypoints_2d": [x, y, c] * 18, "hand_left_keypoints_2d": [x, y, c] * 21
 or None, "hand_right_keypoints_2d": ..., "face_keypoints_2d": [x, y, c] * 70 or 68 or None}],
-"canvas_height": H, "canvas_width": W}``. Missing points are written as ``[0, 0, 0]``. The DWPose
+"canvas_height": H, "canvas_width": W}``; a person may also carry ``"foot_keypoints_2d"``: the six COCO-WholeBody
+foot points (left big toe, small toe, heel, then the right ones) that DWPose detects and OpenPose-18 leaves out
+(read by the released Animate-X drawing; kept through parsing, retargeting and writing). Missing points are written as ``[0, 0, 0]``. The DWPose
 node writes pixel coordinates of its detection canvas; the OpenPose node writes coordinates normalised
 to 0..1; both are accepted (detected over the whole sequence, or forced with ``coordinates=``).
 
@@ -25,6 +27,7 @@ from ..errors import AA2Error
 BODY_JOINTS = 18
 HAND_JOINTS = 21
 FACE_POINTS = 68
+FOOT_POINTS = 6  # foot_keypoints_2d: COCO-WholeBody points 17..22
 # OpenPose-18 joint order (controlnet_aux / DWPose after its neck insertion and reindexing).
 JOINT_NAMES = (
     "nose", "neck",
@@ -49,6 +52,7 @@ class Pose:
     width: int
     hands: Optional[np.ndarray] = None  # (2, 21, 3): left, right
     face: Optional[np.ndarray] = None  # (68, 3)
+    feet: Optional[np.ndarray] = None  # (6, 3): COCO-WholeBody foot points (``FOOT_POINTS``)
 
     @classmethod
     def empty(cls, height: int, width: int) -> "Pose":
@@ -77,6 +81,7 @@ class Pose:
             width=self.width,
             hands=None if self.hands is None else self.hands.copy(),
             face=None if self.face is None else self.face.copy(),
+            feet=None if self.feet is None else self.feet.copy(),
         )
 
     def resized(self, height: int, width: int) -> "Pose":
@@ -87,7 +92,7 @@ class Pose:
         sx, sy = width / self.width, height / self.height
         out = self.copy()
         out.height, out.width = int(height), int(width)
-        for part in (out.body, out.hands, out.face):
+        for part in (out.body, out.hands, out.face, out.feet):
             if part is not None:
                 part[..., 0] *= sx
                 part[..., 1] *= sy
@@ -158,6 +163,8 @@ def poses_to_pose_keypoint(poses: list[Pose]) -> list[dict]:
                     "face_keypoints_2d": None if pose.face is None else _flat(pose.face),
                 }
             )
+            if pose.feet is not None:
+                people[-1]["foot_keypoints_2d"] = _flat(pose.feet)
         frames.append({"people": people, "canvas_height": pose.height, "canvas_width": pose.width})
     return frames
 
@@ -206,7 +213,8 @@ def _read_person(person: dict, frame_index: int) -> dict:
     right = _triples(person.get("hand_right_keypoints_2d"), where, "hand_right_keypoints_2d", (HAND_JOINTS,))
     # OpenPose faces have 70 points: DWPose's 68 plus copies of the two eyes, which we drop.
     face = _triples(person.get("face_keypoints_2d"), where, "face_keypoints_2d", (FACE_POINTS, 70))
-    return dict(body=body, left=left, right=right, face=None if face is None else face[:FACE_POINTS])
+    feet = _triples(person.get("foot_keypoints_2d"), where, "foot_keypoints_2d", (FOOT_POINTS,))
+    return dict(body=body, left=left, right=right, face=None if face is None else face[:FACE_POINTS], feet=feet)
 
 
 def _triples(values, where: str, key: str, counts: tuple) -> Optional[np.ndarray]:
@@ -220,7 +228,7 @@ def _triples(values, where: str, key: str, counts: tuple) -> Optional[np.ndarray
         expected = " or ".join(str(c) for c in counts)
         raise AA2Error(
             f"{where}: {key} must hold {expected} (x, y, confidence) triples "
-            f"(OpenPose-18 body / 21-point hands / 68-70-point face); got {array.size} values"
+            f"(OpenPose-18 body / 21-point hands / 68-70-point face / 6 COCO-WholeBody foot points); got {array.size} values"
         )
     return array.reshape(-1, 3)
 
@@ -281,4 +289,5 @@ def _to_pose(raw: dict, threshold: float, height: int, width: int, scale_x: floa
             if raw[key] is not None:
                 hands[side] = scaled(raw[key])
     face = scaled(raw["face"]) if raw["face"] is not None else None
-    return Pose(body=body, height=height, width=width, hands=hands, face=face)
+    feet = scaled(raw["feet"]) if raw.get("feet") is not None else None
+    return Pose(body=body, height=height, width=width, hands=hands, face=face, feet=feet)

@@ -41,6 +41,7 @@ BONES = (
 )  # fmt: skip
 BONE = {(p, c): i for i, (p, c) in enumerate(BONES)}
 HAND_ANCHOR = {LEFT_HAND: JOINT["left_wrist"], RIGHT_HAND: JOINT["right_wrist"]}
+FOOT_ANCHOR = ((slice(0, 3), JOINT["left_ankle"]), (slice(3, 6), JOINT["right_ankle"]))  # Pose.feet rows
 MIN_LENGTH = 1e-6  # pixels; shorter bones have no usable direction or ratio
 
 
@@ -129,7 +130,8 @@ def transform_tree(
 
     ``ratios``: (17,) or (T, 17). ``root_out``: (T, 2) where each frame's root goes. Bones hanging from a
     missing joint keep their driving offset from the nearest visible ancestor times ``fallback_scale``;
-    hands follow their wrist and the face its nose the same way, scaled by ``hand_scale``/``face_scale``.
+    hands follow their wrist, feet their ankle and the face its nose the same way, scaled by ``hand_scale`` (hands
+    and feet) / ``face_scale``.
     """
     body = np.stack([p.body for p in poses])
     root_drv = root_points(poses)
@@ -145,6 +147,9 @@ def transform_tree(
                 new.hands[side] = _follow(pose.hands[side], base_drv[t, wrist], base_out[t, wrist], hand_scale)
         if pose.face is not None:
             new.face = _follow(pose.face, base_drv[t, NOSE], base_out[t, NOSE], face_scale)
+        if pose.feet is not None:  # each foot's toes and heel follow its ankle, as a hand its wrist
+            for rows, ankle in FOOT_ANCHOR:
+                new.feet[rows] = _follow(pose.feet[rows], base_drv[t, ankle], base_out[t, ankle], hand_scale)
         result.append(new)
     return result
 

@@ -42,7 +42,7 @@ it (limbs stay 4 px wide, as the pose guider saw in training at its resolution).
 **Foot points in POSE_KEYPOINT.** OpenPose-18 has no feet, so the released style reads ``foot_keypoints_2d`` of a
 person: the six COCO-WholeBody foot points (left big toe, left small toe, left heel, right big toe, right small
 toe, right heel; ``[x, y, c] * 6``, the convention of several DWPose packs; ``AA2 DWPose Extract`` writes it).
-``parse_feet`` reads it for the person ``parse_pose_keypoint`` chooses and gives the two released foot points;
+``parse_pose_keypoint`` keeps it as ``Pose.feet``; ``parse_feet`` gives, for the person it chooses, the two released foot points;
 a person without it is drawn without feet (no foot limbs, as the released code draws feet it did not see).
 
 **Pose alignment.** The released code has none: its entrance starts at frame 0 "because the pose alignment is
@@ -52,8 +52,8 @@ for parity: with no retargeting, the pack's frames are the released ones. ``AA2 
 (``conditions/retarget.py``) is the optional, larger step: what matches the README's manual alignment is its
 ``anchor="reference"`` placement (the driving motion scaled by one factor about its first neck and moved onto the
 reference's neck); what differs: the factor is measured (shoulder width + torso height), each bone also gets the
-reference's length (ratio fixed on the first driving frame), and it carries body, hands and face only, so the
-``foot_keypoints_2d`` of its input are not in its output (the animate_x style then draws no feet).
+reference's length (ratio fixed on the first driving frame); hands follow their wrist, feet (``Pose.feet``, kept
+through parsing, retargeting and writing) their ankle.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ import cv2
 import numpy as np
 
 from ..errors import AA2Error
-from .keypoints import BODY_JOINTS, DEFAULT_THRESHOLD, Pose, clean_points, poses_to_pose_keypoint
+from .keypoints import BODY_JOINTS, DEFAULT_THRESHOLD, FOOT_POINTS, Pose, clean_points, poses_to_pose_keypoint
 
 # (parent, child) joint numbers, 1-based as in OpenPose; only the first DRAWN_LIMBS are drawn.
 LIMB_SEQUENCE = (
@@ -103,7 +103,6 @@ HAND_DOT_COLOR = (0, 0, 255)
 STYLES = ("moore", "animate_x")
 BODY_FOOT_LIMBS = LIMB_SEQUENCE[:DRAWN_LIMBS] + ((14, 19), (11, 20))
 BODY_FOOT_COLORS = OPENPOSE_COLORS + ((170, 255, 255), (255, 255, 0))
-FOOT_POINTS = 6  # foot_keypoints_2d: COCO-WholeBody 17..22
 FOOT_POINT_NAMES = ("left_big_toe", "left_small_toe", "left_heel", "right_big_toe", "right_small_toe", "right_heel")
 FACE_DOT_RADIUS = 3
 FACE_DOT_COLOR = (255, 255, 255)
@@ -235,45 +234,14 @@ def foot_points(foot: Optional[np.ndarray], threshold: float = DEFAULT_THRESHOLD
 
 def parse_feet(pose_keypoint, height: Optional[int] = None, width: Optional[int] = None,
                threshold: float = DEFAULT_THRESHOLD, person="best", coordinates: str = "auto") -> list[np.ndarray]:
-    """``POSE_KEYPOINT`` -> one ``(2, 3)`` foot array per frame (``foot_points`` of the ``foot_keypoints_2d`` of
-    the person ``parse_pose_keypoint`` chooses with the same arguments), on the same canvas as its poses.
-    A frame or person without ``foot_keypoints_2d`` gives zeros (no feet)."""
-    from . import keypoints as kp
+    """``POSE_KEYPOINT`` -> one ``(2, 3)`` foot array per frame: ``foot_points`` of the ``Pose.feet``
+    (``foot_keypoints_2d``) of the person ``parse_pose_keypoint`` chooses with the same arguments, on the same
+    canvas as its poses. A frame or person without foot points gives zeros (no feet)."""
+    from .keypoints import parse_pose_keypoint
 
-    if coordinates not in ("auto", "pixels", "normalized"):
-        raise AA2Error(f"coordinates must be 'auto', 'pixels' or 'normalized'; got {coordinates!r}")
-    frames = kp._frame_list(pose_keypoint)
-    people = [[(p, kp._read_person(p, i)) for p in kp._people_of(f, i)] for i, f in enumerate(frames)]
-    raw = [[r for _, r in persons] for persons in people]
-    normalized = coordinates == "normalized" or (coordinates == "auto" and kp._looks_normalized(raw, threshold))
-    out = []
-    for i, (frame, persons) in enumerate(zip(frames, people)):
-        canvas_h, canvas_w = kp._canvas_of(frame, i, height, width, normalized)
-        out_h, out_w = int(height or canvas_h), int(width or canvas_w)
-        chosen = kp._choose_person(raw[i], person, threshold)
-        if chosen is None:
-            out.append(np.zeros((2, 3)))
-            continue
-        original = next(p for p, r in persons if r is chosen)
-        values = original.get("foot_keypoints_2d")
-        foot = None
-        if values is not None and len(values):
-            try:
-                foot = np.asarray(values, dtype=np.float64).reshape(-1)
-            except (TypeError, ValueError) as e:
-                raise AA2Error(f"pose keypoints frame {i}: foot_keypoints_2d must be a flat list of numbers ({e})") from e
-            if foot.size != FOOT_POINTS * 3:
-                raise AA2Error(f"pose keypoints frame {i}: foot_keypoints_2d must hold {FOOT_POINTS} (x, y, confidence) "
-                               f"triples (COCO-WholeBody feet: {', '.join(FOOT_POINT_NAMES)}); got {foot.size} values")
-            foot = foot.reshape(FOOT_POINTS, 3)
-        feet = foot_points(foot, threshold)
-        scale_x = out_w if normalized else out_w / canvas_w
-        scale_y = out_h if normalized else out_h / canvas_h
-        if scale_x != 1.0 or scale_y != 1.0:  # as parse_pose_keypoint scales its points
-            feet[:, 0] *= scale_x
-            feet[:, 1] *= scale_y
-        out.append(feet)
-    return out
+    poses = parse_pose_keypoint(pose_keypoint, height, width, threshold=threshold, person=person,
+                                coordinates=coordinates)
+    return [foot_points(p.feet, threshold) for p in poses]
 
 
 def dwpose_with_feet(extractor, frames, threshold: float = DEFAULT_THRESHOLD) -> list[dict]:
@@ -282,26 +250,21 @@ def dwpose_with_feet(extractor, frames, threshold: float = DEFAULT_THRESHOLD) ->
     The poses are the extractor's own (``frame_pose``: same boxes, same most confident person)."""
     from .dwpose import _uint8_frames, to_openpose, wholebody_to_pose
 
-    poses, feet = [], []
+    poses = []
     for rgb in _uint8_frames(frames):
         height, width = rgb.shape[:2]
         bgr = np.ascontiguousarray(rgb[..., ::-1])
         boxes = extractor.detect(bgr)
         if len(boxes) == 0:
             poses.append(Pose.empty(height, width))
-            feet.append(None)
             continue
         people = to_openpose(*extractor.keypoints(bgr, boxes))
         best = people[int(np.argmax(people[:, :BODY_JOINTS, 2].mean(1)))]
-        poses.append(wholebody_to_pose(best, height, width, threshold))
-        rows = best[BODY_JOINTS : BODY_JOINTS + FOOT_POINTS].astype(np.float64).copy()
-        rows[rows[:, 2] < threshold] = 0.0
-        feet.append(rows)
-    out = poses_to_pose_keypoint(poses)
-    for frame, rows in zip(out, feet):
-        if rows is not None and frame["people"]:
-            frame["people"][0]["foot_keypoints_2d"] = [float(v) for v in rows.reshape(-1)]
-    return out
+        pose = wholebody_to_pose(best, height, width, threshold)
+        pose.feet = best[BODY_JOINTS : BODY_JOINTS + FOOT_POINTS].astype(np.float64).copy()
+        pose.feet[pose.feet[:, 2] < threshold] = 0.0
+        poses.append(pose)
+    return poses_to_pose_keypoint(poses)
 
 
 def limb_polygon(p0: np.ndarray, p1: np.ndarray) -> np.ndarray:
