@@ -17,6 +17,7 @@ Long videos are processed in chunks of frames so that working memory does not gr
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -752,3 +753,218 @@ def random_scale_augment(
     draw = float(torch.rand((), generator=generator))
     scale = low + (high - low) * draw
     return scale_about_anchor(frames, character_mask, object_masks, scale, anchor, threshold, chunk_size)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The regenerated region at inference: driving person + the character's own extent, objects kept
+# ---------------------------------------------------------------------------------------------------
+
+# The character's extent from its (retargeted) skeleton: capsules around the limbs, the filled torso and a head
+# disc, their radius a fraction of the body's size (``body_scale``: the longer of the neck-to-mid-hip length and
+# 1.25 x the shoulder width, as a person seen from the side keeps its torso length but not its shoulder width).
+# 0.2 of the torso length is about 10 cm on an adult: a limb's half-width with loose clothes; the head disc
+# (0.3) covers hair. ``SKELETON_DILATE`` pixels are added on top, and the shape-agnostic blocks grow it again.
+SKELETON_RADIUS = 0.2
+SKELETON_HEAD_RADIUS = 0.3
+SKELETON_DILATE = 0
+# OpenPose-18 (0-based) limb pairs: arms, legs, neck-nose, face; the torso is filled from TORSO_JOINTS.
+SKELETON_LIMBS = (
+    (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10), (1, 11), (11, 12), (12, 13),
+    (1, 0), (0, 14), (14, 16), (0, 15), (15, 17),
+)  # fmt: skip
+TORSO_JOINTS = (1, 2, 5, 8, 11)  # neck, shoulders, hips
+HEAD_JOINTS = (0, 14, 15, 16, 17)  # nose, eyes, ears
+FOOT_OF = ((13, (0, 1, 2)), (10, (3, 4, 5)))  # ankle -> its foot points (Pose.feet: left 0..2, right 3..5)
+MASK_SOURCES = ("driving person", "driving person + character skeleton")
+
+
+def body_scale(body) -> float | None:
+    """Size of a body ``(18, 3)`` (pixels; confidence > 0 = visible): the longer of the neck-to-mid-hip length and
+    1.25 x the shoulder width, or None when neither can be measured."""
+    import numpy as np
+
+    body = np.asarray(body, dtype=np.float64)
+    seen = body[:, 2] > 0
+    sizes = []
+    hips = [j for j in (8, 11) if seen[j]]
+    if seen[1] and hips:
+        sizes.append(float(np.linalg.norm(body[1, :2] - body[hips, :2].mean(axis=0))))
+    if seen[2] and seen[5]:
+        sizes.append(1.25 * float(np.linalg.norm(body[2, :2] - body[5, :2])))
+    sizes = [s for s in sizes if s > 0]
+    return max(sizes) if sizes else None
+
+
+def skeleton_extent(poses, height: int, width: int, radius: float = SKELETON_RADIUS,
+                    head_radius: float = SKELETON_HEAD_RADIUS, dilate: float = SKELETON_DILATE) -> torch.Tensor:
+    """The character's extent from its skeleton, one 0/1 mask ``[T, height, width]`` per ``Pose``.
+
+    Give the skeleton the character is animated with (the output of AA2 Retarget Pose: the driving motion with the
+    reference's proportions), so a character wider or taller than the driving person is inside the region. Per
+    frame: capsules of radius ``radius * body_scale + dilate`` pixels around the limbs (``SKELETON_LIMBS``), the
+    feet and the hand points, the convex hull of neck, shoulders and hips filled and grown by the same radius, and
+    a disc of ``head_radius * body_scale + dilate`` about the visible head points' mean. Frames whose body size
+    cannot be measured use the clip's median size; with none measurable, 0.25 of the visible joints' extent.
+    Poses on another canvas are rescaled to ``height x width``; an empty pose gives an empty frame.
+    """
+    import numpy as np
+
+    height, width = int(height), int(width)
+    if height < 1 or width < 1:
+        raise AA2Error(f"skeleton_extent: height and width must be positive, got {height}x{width}")
+    if not float(radius) >= 0 or not float(head_radius) >= 0 or not float(dilate) >= 0:
+        raise AA2Error(f"skeleton_extent: radius, head_radius and dilate must be 0 or more, got {radius}, {head_radius}, {dilate}")
+    poses = list(poses)
+    if not poses or not all(hasattr(p, "body") and hasattr(p, "resized") for p in poses):
+        raise AA2Error("skeleton_extent: poses must be a non-empty list of Pose (one per frame), e.g. from "
+                       "parse_pose_keypoint on AA2 Retarget Pose's POSE_KEYPOINT")
+    poses = [p.resized(height, width) for p in poses]
+    scales = [body_scale(p.body) for p in poses]
+    known = [s for s in scales if s is not None]
+    fallback = float(np.median(known)) if known else None
+    out = torch.zeros(len(poses), height, width, dtype=torch.float32)
+    ys = torch.arange(height, dtype=torch.float32)[:, None]
+    xs = torch.arange(width, dtype=torch.float32)[None, :]
+    for t, (pose, scale) in enumerate(zip(poses, scales)):
+        body = np.asarray(pose.body, dtype=np.float64)
+        seen = body[:, 2] > 0
+        points = [body[seen, :2]]
+        for part in (pose.hands, pose.feet):
+            if part is not None:
+                part = np.asarray(part, dtype=np.float64).reshape(-1, 3)
+                points.append(part[part[:, 2] > 0, :2])
+        points = np.concatenate(points)
+        if len(points) == 0:
+            continue
+        if scale is None:
+            scale = fallback if fallback is not None else 0.25 * float(np.ptp(points, axis=0).max(initial=0.0))
+        r = float(radius) * scale + float(dilate)
+        frame = out[t]
+        for a, b in SKELETON_LIMBS:
+            if seen[a] and seen[b]:
+                _paint_capsule(frame, body[a, :2], body[b, :2], r, ys, xs)
+        for j in np.nonzero(seen)[0]:  # lone joints (a limb's other end missing) still count
+            _paint_capsule(frame, body[j, :2], body[j, :2], r, ys, xs)
+        if pose.feet is not None:
+            feet = np.asarray(pose.feet, dtype=np.float64)
+            for ankle, idx in FOOT_OF:
+                for i in idx:
+                    if feet[i, 2] > 0:
+                        start = body[ankle, :2] if seen[ankle] else feet[i, :2]
+                        _paint_capsule(frame, start, feet[i, :2], r, ys, xs)
+        if pose.hands is not None:
+            hands = np.asarray(pose.hands, dtype=np.float64).reshape(-1, 3)
+            for x, y, c in hands:
+                if c > 0:
+                    _paint_capsule(frame, (x, y), (x, y), 0.5 * r, ys, xs)
+        torso = body[[j for j in TORSO_JOINTS if seen[j]], :2]
+        if len(torso) >= 3:
+            _paint_convex(frame, torso, ys, xs)
+        head = body[[j for j in HEAD_JOINTS if seen[j]], :2]
+        if len(head):
+            centre = head.mean(axis=0)
+            _paint_capsule(frame, centre, centre, float(head_radius) * scale + float(dilate), ys, xs)
+    return out
+
+
+def _paint_capsule(frame: torch.Tensor, p0, p1, r: float, ys: torch.Tensor, xs: torch.Tensor) -> None:
+    """Set to 1 the pixels (centres at integer coordinates) within ``r`` of the segment ``p0 p1`` (x, y)."""
+    (x0, y0), (x1, y1) = (float(v) for v in p0), (float(v) for v in p1)
+    height, width = frame.shape
+    top, bottom = max(0, math.floor(min(y0, y1) - r)), min(height, math.ceil(max(y0, y1) + r) + 1)
+    left, right = max(0, math.floor(min(x0, x1) - r)), min(width, math.ceil(max(x0, x1) + r) + 1)
+    if top >= bottom or left >= right:
+        return
+    py, px = ys[top:bottom] - y0, xs[:, left:right] - x0
+    dx, dy = x1 - x0, y1 - y0
+    length2 = dx * dx + dy * dy
+    along = ((px * dx + py * dy) / length2).clamp(0, 1) if length2 > 0 else torch.zeros_like(px + py)
+    dist2 = (px - along * dx) ** 2 + (py - along * dy) ** 2
+    frame[top:bottom, left:right] = torch.maximum(frame[top:bottom, left:right], (dist2 <= r * r).float())
+
+
+def _paint_convex(frame: torch.Tensor, points, ys: torch.Tensor, xs: torch.Tensor) -> None:
+    """Fill the convex hull of ``points`` (x, y rows) on ``frame`` (its edges are drawn by the capsules)."""
+    import numpy as np
+
+    pts = sorted({(float(x), float(y)) for x, y in np.asarray(points)})
+    if len(pts) < 3:
+        return
+
+    def cross(o, a, b):
+        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+    lower, upper = [], []
+    for p in pts:  # Andrew's monotone chain
+        while len(lower) >= 2 and cross(lower[-2], lower[-1], p) <= 0:
+            lower.pop()
+        lower.append(p)
+    for p in reversed(pts):
+        while len(upper) >= 2 and cross(upper[-2], upper[-1], p) <= 0:
+            upper.pop()
+        upper.append(p)
+    hull = lower[:-1] + upper[:-1]
+    if len(hull) < 3:
+        return
+    inside = torch.ones(frame.shape, dtype=torch.bool)
+    for (ax, ay), (bx, by) in zip(hull, hull[1:] + hull[:1]):  # counter-clockwise: inside is left of each edge
+        inside &= (bx - ax) * (ys - ay) - (by - ay) * (xs - ax) >= 0
+    frame[inside] = 1.0
+
+
+def regenerated_region(
+    character_mask: torch.Tensor,
+    character_poses=None,
+    object_mask: torch.Tensor | None = None,
+    kh: int | None = None,
+    kw: int | None = None,
+    generator: torch.Generator | None = None,
+    threshold: float = 0.5,
+    inference: str = INFERENCE_READING,
+    skeleton_radius: float = SKELETON_RADIUS,
+    skeleton_dilate: float = SKELETON_DILATE,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> torch.Tensor:
+    """The region the model regenerates, ``[T, H, W]`` 0/1 at the character mask's size.
+
+    ``shape_agnostic_mask`` of the union of the driving person's mask and, when ``character_poses`` are given,
+    the character's extent from its skeleton (``skeleton_extent``): at inference the character may be wider or
+    taller than the driving person (another body after AA2 Retarget Pose), and a region cut to the driving
+    person would clip it. The union holds every driving-person pixel, so no part of the driving person (a
+    "ghost") is left outside the region. Pixels of ``object_mask`` that are not driving-person pixels are taken
+    out of the region: they stay the driving video's (the composite keeps them exactly, ``composite_environment``'s
+    ``keep``). Where the two masks overlap the person wins, so the region never leaves a ghost. Without poses
+    and objects this is ``shape_agnostic_mask(character_mask, kh, kw, ...)`` exactly.
+    """
+    character_mask = as_mask_batch(character_mask, "character_mask")
+    num_frames, height, width = character_mask.shape
+    frames = num_frames
+    if character_poses is not None:
+        character_poses = list(character_poses)
+        frames = len(character_poses) if num_frames == 1 else num_frames
+        if len(character_poses) not in (1, frames):
+            raise AA2Error(f"character_poses has {len(character_poses)} frames but character_mask has {num_frames} "
+                           "(give one pose per frame of the driving video)")
+    if object_mask is not None:
+        object_mask = as_mask_batch(object_mask, "object_mask")
+        frames = max(frames, object_mask.shape[0]) if num_frames == 1 else frames
+        check_mask_frames(object_mask, frames, "object_mask")
+    if character_poses is None and object_mask is None:
+        return shape_agnostic_mask(character_mask, kh, kw, generator=generator, threshold=threshold,
+                                   chunk_size=chunk_size, inference=inference)
+    person = torch.empty(frames, height, width, dtype=torch.float32, device=character_mask.device)
+    for start, stop in frame_chunks(frames, chunk_size):
+        person[start:stop] = mask_chunk(character_mask, start, stop, height, width, threshold)
+    union = person
+    if character_poses is not None:
+        if len(character_poses) == 1:
+            character_poses = character_poses * frames
+        extent = skeleton_extent(character_poses, height, width, skeleton_radius, SKELETON_HEAD_RADIUS, skeleton_dilate)
+        union = torch.maximum(person, extent.to(person.device))
+    region = shape_agnostic_mask(union, kh, kw, generator=generator, threshold=0.5, chunk_size=chunk_size,
+                                 inference=inference)
+    if object_mask is not None:
+        for start, stop in frame_chunks(frames, chunk_size):
+            kept = mask_chunk(object_mask, start, stop, height, width, threshold) * (1 - person[start:stop])
+            region[start:stop] *= 1 - kept
+    return region

@@ -45,6 +45,20 @@ class ContextSchedule(Choice):
     CLOSED_LOOP = "closed_loop"  # Moore-AnimateAnyone's uniform schedule: windows wrap past the end to the start
 
 
+class EnvironmentMode(Choice):
+    """Whether the sampler puts the driving video's (noised) scene back outside the formulated mask at every step."""
+
+    AUTO = "auto"  # on while the loaded AA2 environment modules are untrained (exact no-ops), off once trained ones are
+    ON = "on"  # always (the public weights have no environment input: this is how they keep the scene)
+    OFF = "off"  # never: the network alone paints the frame (trained environment modules read the scene themselves)
+
+    @classmethod
+    def parse(cls, value, what: str = "environment_mode"):
+        if isinstance(value, bool):  # the former BOOLEAN widget and keyword: True = on, False = off
+            return cls.ON if value else cls.OFF
+        return super().parse(value, what)
+
+
 @dataclass(frozen=True)
 class Stitching:
     """How a video longer than one clip is made."""
@@ -75,7 +89,9 @@ class SamplerSettings:
     scheduler: SchedulerName = SchedulerName.DDIM
     schedule: Schedule = Schedule.MOORE
     stitching: Stitching = field(default_factory=Stitching)
-    environment_mode: bool = True  # keep the driving video's scene outside the formulated mask (no AA2 weights needed)
+    # keep the driving video's scene outside the formulated mask at every step: "auto" (on with untrained environment
+    # modules, off with trained ones), "on", "off"; True / False are read as "on" / "off"
+    environment_mode: EnvironmentMode | bool | str = EnvironmentMode.AUTO
     cfg_batch: bool = True  # run the CFG branches as one batch (faster) or one after the other (less memory)
     # Moore-AnimateAnyone hands the reference tokens to the denoiser in fp16 whatever the compute dtype;
     # rounding them the same way gives the same pictures as its pipeline
@@ -84,6 +100,7 @@ class SamplerSettings:
     def __post_init__(self):
         object.__setattr__(self, "scheduler", SchedulerName.parse(self.scheduler, "scheduler"))
         object.__setattr__(self, "schedule", Schedule.parse(self.schedule, "schedule"))
+        object.__setattr__(self, "environment_mode", EnvironmentMode.parse(self.environment_mode, "environment_mode"))
         if not isinstance(self.stitching, Stitching):
             raise AA2Error(f"stitching must be a Stitching, got {type(self.stitching).__name__}")
         if self.steps < 1:

@@ -20,7 +20,8 @@ import torch
 
 from ..conditions.registry import CONDITION_KINDS, BuildContext, ConditionKind, kind_inputs, register_condition
 from ..conditions.depth import resize_planes
-from ..conditions.environment import environment_sequence, latent_aligned_size, latent_mask, shape_agnostic_mask
+from ..conditions.environment import (SKELETON_RADIUS, environment_sequence, latent_aligned_size, latent_mask, regenerated_region,
+                                      shape_agnostic_mask)
 from ..errors import AA2Error
 from . import images
 
@@ -204,18 +205,35 @@ def driving_clip_features(frames: torch.Tensor, embed: Embed) -> torch.Tensor:
 
 def environment_frames(driving: torch.Tensor, character_mask: torch.Tensor, size: tuple[int, int] | None = None,
                        rows: int | None = None, cols: int | None = None, generator: torch.Generator | None = None,
-                       threshold: float = 0.5):
+                       threshold: float = 0.5, character_poses=None, object_mask: torch.Tensor | None = None,
+                       skeleton_radius: float = SKELETON_RADIUS):
     """Driving frames + the character's mask -> (environment frames, formulated mask), the paper's section 3.2.
 
     The shape-agnostic mask uses ``rows x cols`` blocks, the paper's inference default when None, or random
     counts per frame with a ``generator`` (training). ``size`` defaults to the frame size under ``output_size``.
+
+    At inference the regenerated region (``regenerated_region``) can also cover the character's own extent:
+    ``character_poses`` (one ``Pose`` per frame, the retargeted skeleton the character is animated with) grow it
+    by limb capsules of ``skeleton_radius`` x the body's size, so a character wider or taller than the driving
+    person is not clipped; ``object_mask`` (MASK, the object guider's objects) keeps the objects' pixels out of it,
+    so they stay the driving video's (give the same mask to ``composite_environment(keep=...)``). Without them the
+    result is the paper's mask of the driving person alone, as before.
     """
     driving = images.check_rgb(driving, "driving video")
     size = output_size(*driving.shape[1:3]) if size is None else _checked_size(size)
     if character_mask.ndim in (2, 3):  # other shapes: environment_sequence names them
         images.fit_size(character_mask.shape[-2:], driving.shape[1:3], "character mask", "the driving video")
     images.fit_size(driving.shape[1:3], size, "driving video", "the output size")
-    formulated = shape_agnostic_mask(character_mask, rows, cols, generator=generator, threshold=threshold)
+    if character_poses is None and object_mask is None:
+        formulated = shape_agnostic_mask(character_mask, rows, cols, generator=generator, threshold=threshold)
+    else:
+        if object_mask is not None and object_mask.ndim in (2, 3):
+            images.fit_size(object_mask.shape[-2:], driving.shape[1:3], "object mask", "the driving video")
+        if character_poses is not None and len(character_poses) not in (1, driving.shape[0]):
+            raise AA2Error(f"character poses: {len(character_poses)} frames but the driving video has "
+                           f"{driving.shape[0]}; give one retargeted pose per driving frame")
+        formulated = regenerated_region(character_mask, character_poses, object_mask, rows, cols, generator=generator,
+                                        threshold=threshold, skeleton_radius=skeleton_radius)
     return environment_sequence(driving, formulated, size=size, threshold=threshold)
 
 

@@ -16,7 +16,7 @@ from einops import rearrange
 
 from ..errors import AA2Error
 from .denoiser import Denoiser
-from .options import SamplerSettings, StitchMode
+from .options import EnvironmentMode, SamplerSettings, StitchMode
 from .prepare import Conditions, validate_conditions
 from .schedulers import make_scheduler
 from .windows import clip_plan, context_windows, fusion_weights
@@ -66,6 +66,7 @@ class _Run:
     generator: torch.Generator  # for schedulers that add noise inside a step (LCM)
     on_step: StepCallback | None
     total: int
+    keep_environment: bool = True  # environment mode, resolved for these models (``environment_mode_on``)
     done: int = 0
 
     def tick(self, latents):
@@ -106,6 +107,7 @@ class Sampler:
             generator=torch.Generator("cpu").manual_seed((s.seed + 1) % 2**64),
             on_step=self.on_step,
             total=total_steps(s, f),
+            keep_environment=environment_mode_on(s.environment_mode, self.models),
         )
         if s.stitching.mode == StitchMode.MOTION_FRAMES:
             return self._sample_clips(run, conditions)
@@ -128,7 +130,8 @@ class Sampler:
         sch.set_timesteps(self.settings.steps, device=self.device)  # also resets multistep solvers' history
         noise = noise.to(self.device)
         timesteps = sch.timesteps
-        latents = self._keep_environment(sch, noise * sch.init_noise_sigma, inputs.environment, noise, timesteps[0])
+        environment = inputs.environment if run.keep_environment else None
+        latents = self._keep_environment(sch, noise * sch.init_noise_sigma, environment, noise, timesteps[0])
         for i, t in enumerate(timesteps):
             if known is not None:  # frames from the previous clip, noised to the current step
                 k = known.shape[2]
@@ -136,7 +139,7 @@ class Sampler:
             pred = self._predict(run, sch.scale_model_input(latents, t), t, inputs.network)
             latents = sch.step(pred, t, latents, generator=run.generator).prev_sample
             t_next = timesteps[i + 1] if i + 1 < len(timesteps) else None
-            latents = self._keep_environment(sch, latents, inputs.environment, noise, t_next)
+            latents = self._keep_environment(sch, latents, environment, noise, t_next)
             run.tick(latents)
         if known is not None:
             latents[:, :, : known.shape[2]] = known
@@ -150,7 +153,7 @@ class Sampler:
         weights = fusion_weights(windows, f, st.fusion)
         # per-window model inputs once for the whole run, parked on the storage device between uses
         window_inputs = [self._clip_inputs(cond, w, self.storage, environment=False) for w in windows]
-        environment = environment_video(cond, torch.arange(f), self.storage)
+        environment = environment_video(cond, torch.arange(f), self.storage) if run.keep_environment else None
         noise = run.noise.to(self.storage)
         timesteps = sch.timesteps
         latents = self._keep_environment(sch, noise * sch.init_noise_sigma, environment, noise, timesteps[0])
@@ -175,7 +178,7 @@ class Sampler:
 
     def _keep_environment(self, scheduler, latents, environment, noise, t):
         """Outside the formulated mask, put back the environment noised to timestep ``t`` (t=None: clean)."""
-        if not self.settings.environment_mode or environment is None:
+        if environment is None:  # no scene given, or environment mode off for this run
             return latents
         env_latents, mask = environment
         target = env_latents if t is None else scheduler.add_noise(env_latents, noise.to(env_latents.device), t.reshape(1))
@@ -186,6 +189,32 @@ class Sampler:
         s = self.settings
         uncond, cond = self.models.predict(run.state, x.to(self.dtype), t, inputs, guided=s.cfg != 1.0, batched=s.cfg_batch)
         return cond if uncond is None else uncond + s.cfg * (cond - uncond)
+
+
+def environment_modules_trained(models) -> bool:
+    """Whether ``models`` (a family's ``Denoiser``) hold trained AA2 environment modules.
+
+    A family may say so itself with an ``environment_trained()`` method; otherwise the DenoisingNet's environment
+    branch of ``conv_in`` (``denoising.env_conv_in``) is read: it starts at zero, where the environment input is an
+    exact no-op (``tests/test_noop_invariant.py``), and any non-zero weight means it was trained. A family without
+    that branch (the released Animate-X) has no trained environment modules.
+    """
+    own = getattr(models, "environment_trained", None)
+    if callable(own):
+        return bool(own())
+    conv = getattr(getattr(models, "denoising", None), "env_conv_in", None)
+    weight = getattr(conv, "weight", None)
+    return isinstance(weight, torch.Tensor) and bool(weight.detach().ne(0).any())
+
+
+def environment_mode_on(mode, models) -> bool:
+    """Environment mode for a run: ``on`` / ``off`` (True / False) as given; ``auto`` on while the environment
+    modules are untrained (the public weights keep the scene only this way), off once trained ones are loaded (they
+    read the scene through their own input, and pasting it back would fight them)."""
+    mode = EnvironmentMode.parse(mode, "environment_mode")
+    if mode == EnvironmentMode.AUTO:
+        return not environment_modules_trained(models)
+    return mode == EnvironmentMode.ON
 
 
 def environment_video(cond: Conditions, frames: torch.Tensor, device):
