@@ -5,11 +5,18 @@ sorted key order from one seeded generator (zero-initialised layers included, so
 the IPI's sinusoid table stays the sinusoid. ``write_tiny_animate_x_files`` saves it as the released
 ``animate-x_ckpt.pth`` is saved (a pickle of a flat ``{key: tensor}`` dict), and a tiny SD2.1-style checkpoint
 ``v2-1_512-ema-pruned.ckpt`` (``{"state_dict": {"first_stage_model.*": ...}}``, the LDM VAE layout the released
-``AutoencoderKL.init_from_ckpt`` reads; only the VAE part, no UNet or text encoder).
+``AutoencoderKL.init_from_ckpt`` reads; only the VAE part, no UNet; ``text_tower=True`` adds a tiny OpenCLIP text
+tower under ``cond_stage_model.model.*`` as SD2.1's file holds it).
+
+``tiny_open_clip_state_dict`` is a tiny ``open_clip_pytorch_model.bin`` in OpenCLIP's key layout (``visual.*`` ViT
+image tower, text tower, ``logit_scale``): every key ``open_clip.CLIP`` has, drawn the same way in sorted key order
+(``bench/animate_x_clip_parity.py`` loads it into the real open_clip model with ``strict=True``). The vocabulary is
+OpenCLIP's 49408 tokens (the empty prompt reads ids 49406, 49407 and 0) and the context 77.
 """
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
@@ -114,12 +121,78 @@ def tiny_sd21_vae_state_dict(seed: int = TINY_SEED + 3, std: float = 0.05) -> di
     return out
 
 
-def write_tiny_animate_x_files(folder: str, seed: int = TINY_SEED) -> dict[str, str]:
+def write_tiny_animate_x_files(folder: str, seed: int = TINY_SEED, text_tower: bool = False) -> dict[str, str]:
     """Write ``animate-x_ckpt.pth`` and ``v2-1_512-ema-pruned.ckpt`` (tiny, released layouts) into ``folder``;
-    returns ``{role: path}``."""
+    returns ``{role: path}``. ``text_tower``: the ckpt also holds ``tiny_open_clip_state_dict(seed + 5)``'s text
+    tower under ``cond_stage_model.model.*`` (as SD2.1's)."""
     os.makedirs(folder, exist_ok=True)
     unet = os.path.join(folder, "animate-x_ckpt.pth")
     torch.save(tiny_animate_x_state_dict(seed), unet)
     vae = os.path.join(folder, "v2-1_512-ema-pruned.ckpt")
-    torch.save({"state_dict": tiny_sd21_vae_state_dict(seed + 3)}, vae)
+    sd = tiny_sd21_vae_state_dict(seed + 3)
+    if text_tower:
+        sd.update({SD2_TEXT_PREFIX + k: v for k, v in tiny_open_clip_state_dict(seed + 5).items()
+                   if not k.startswith("visual.")})
+    torch.save({"state_dict": sd}, vae)
     return dict(unet=unet, vae=vae)
+
+
+# OpenCLIP ViT-H/14 is embed 1024, vision 1280 x 32 (patch 14, 224), text 1024 x 24; the tiny tower reads as the
+# tiny UNet does (``TINY_CONFIG.context_dim`` 32 = text width = embedding width)
+SD2_TEXT_PREFIX = "cond_stage_model.model."
+OPEN_CLIP_VOCAB, OPEN_CLIP_CONTEXT = 49408, 77
+TINY_OPEN_CLIP = dict(embed_dim=TINY_CONFIG.context_dim, vision_width=64, vision_layers=2, patch_size=14,
+                      image_size=224, text_width=TINY_CONFIG.context_dim, text_layers=2)
+
+
+def open_clip_shapes(embed_dim: int, vision_width: int, vision_layers: int, patch_size: int, image_size: int,
+                     text_width: int, text_layers: int, mlp_ratio: int = 4) -> dict[str, tuple[int, ...]]:
+    """``{key: shape}`` of ``open_clip.CLIP`` (ViT image tower, token pooling, no biases on the projections)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def blocks(prefix: str, width: int, layers: int):
+        for i in range(layers):
+            b = f"{prefix}transformer.resblocks.{i}."
+            for norm in ("ln_1", "ln_2"):
+                shapes[b + norm + ".weight"] = shapes[b + norm + ".bias"] = (width,)
+            shapes[b + "attn.in_proj_weight"], shapes[b + "attn.in_proj_bias"] = (3 * width, width), (3 * width,)
+            shapes[b + "attn.out_proj.weight"], shapes[b + "attn.out_proj.bias"] = (width, width), (width,)
+            shapes[b + "mlp.c_fc.weight"], shapes[b + "mlp.c_fc.bias"] = (mlp_ratio * width, width), (mlp_ratio * width,)
+            shapes[b + "mlp.c_proj.weight"], shapes[b + "mlp.c_proj.bias"] = (width, mlp_ratio * width), (width,)
+
+    grid = image_size // patch_size
+    shapes["visual.class_embedding"] = (vision_width,)
+    shapes["visual.positional_embedding"] = (grid * grid + 1, vision_width)
+    shapes["visual.proj"] = (vision_width, embed_dim)
+    shapes["visual.conv1.weight"] = (vision_width, 3, patch_size, patch_size)
+    for norm in ("visual.ln_pre", "visual.ln_post", "ln_final"):
+        width = text_width if norm == "ln_final" else vision_width
+        shapes[norm + ".weight"] = shapes[norm + ".bias"] = (width,)
+    blocks("visual.", vision_width, vision_layers)
+    shapes["token_embedding.weight"] = (OPEN_CLIP_VOCAB, text_width)
+    shapes["positional_embedding"] = (OPEN_CLIP_CONTEXT, text_width)
+    shapes["text_projection"] = (text_width, embed_dim)
+    shapes["logit_scale"] = ()
+    blocks("", text_width, text_layers)
+    return shapes
+
+
+def tiny_open_clip_state_dict(seed: int = TINY_SEED + 5, std: float = 0.05, **config) -> dict[str, torch.Tensor]:
+    """Random weights in ``open_clip_pytorch_model.bin``'s layout (``TINY_OPEN_CLIP`` unless ``config`` says)."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for key, shape in sorted(open_clip_shapes(**{**TINY_OPEN_CLIP, **config}).items()):
+        if len(shape) == 1 and key.endswith("weight"):  # norm scales near 1
+            out[key] = 1 + std * torch.randn(shape, generator=g)
+        elif len(shape) > 1:  # fan-in scaled
+            out[key] = torch.randn(shape, generator=g) / math.prod(shape[1:]) ** 0.5
+        else:
+            out[key] = std * torch.randn(shape, generator=g)
+    return out
+
+
+def write_tiny_open_clip_bin(path: str, seed: int = TINY_SEED + 5, **config) -> str:
+    """A tiny ``open_clip_pytorch_model.bin`` (a pickled flat ``{key: tensor}``, as open_clip's own)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    torch.save(tiny_open_clip_state_dict(seed, **config), path)
+    return path
