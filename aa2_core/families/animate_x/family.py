@@ -23,10 +23,12 @@ network reads it only with ``reference_latent=True``. With driving IPI inputs th
 is given.
 
 **The text context.** The released unconditional *and* conditional passes both use ``zero_y``, computed once by the
-OpenCLIP text tower from "". The pack does not run that tower: ``text`` is given (a saved ``(1, 77, dim)``
-tensor), or a zero stand-in is used and a warning says the pictures differ from the released ones
-(``tests/test_animate_x_parity.py::test_changed_unconditional_inputs_fail_the_forward`` shows zeros are not
-``zero_y``).
+OpenCLIP text tower from "" (penultimate layer, then ``ln_final``). ``text`` is that tensor: ``files.py`` reads a
+saved one or computes it at load from the text tower in ``open_clip_pytorch_model.bin`` or in SD2.1's checkpoint
+(``openclip.zero_y_from_state_dict``, matched to the released code by ``bench/animate_x_clip_parity.py``). Only when
+no text tower is there is ``text`` None: a zero stand-in is used and a warning says the pictures differ from the
+released ones (``tests/test_animate_x_parity.py::test_changed_unconditional_inputs_fail_the_forward`` shows zeros
+are not ``zero_y``).
 
 **Schedules.** ``default_schedule`` is ``Schedule.ANIMATE_X`` (``pipeline/schedulers.py``): the released
 zero-terminal-SNR ``linear_sd`` betas (diffusers' ``scaled_linear`` rescaled; alphas equal within 3.9e-7, float32),
@@ -123,7 +125,7 @@ class _State:
 @dataclass
 class AnimateXModels(Denoiser):
     unet: AnimateXUNet
-    text: torch.Tensor | None = None  # zero_y (1, 77, context); None: zeros stand-in (warned)
+    text: torch.Tensor | None = None  # zero_y (1, 77, context) (files.py computes it); None: zeros (warned)
     reference_latent: bool = False  # pass the reference latent in the time slot (``randomref``; released: no)
 
     family = "animate-x"
@@ -154,8 +156,9 @@ class AnimateXModels(Denoiser):
         ref, c = conditions.reference, self.unet.config
         text = self.text
         if text is None:
-            log.warning("Animate-X: no zero_y (the empty prompt's text tokens) given; using zeros, which is not the "
-                        "released input: the pictures differ from the released code's")
+            log.warning("Animate-X: no zero_y (the empty prompt's OpenCLIP text tokens) and no text tower to compute it "
+                        "from (open_clip_pytorch_model.bin in clip_vision/, or v2-1_512-ema-pruned.ckpt as the VAE); "
+                        "using zeros, which is not the released input: the pictures differ from the released code's")
             text = torch.zeros(1, TEXT_TOKENS, c.context_dim)
         local = ref.tokens["local_image"][:, :, None]
         pose = ref.tokens.get("pose")
