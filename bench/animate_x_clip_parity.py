@@ -38,7 +38,8 @@ Stand-ins (none changes a computation that is compared):
   with ``/work/ci1/.comfyui/venv`` (torchvision loads there through ``/work/shared/tools/torch_cpu_shim.py``) the real
   one runs; the fixtures record which;
 * ``kornia`` when not installed: a placeholder (``FrozenOpenCLIPImageEmbedderV2`` only);
-* ``animatex`` and ``animatex.model`` package ``__init__``s not run (they import the CUDA entrance and the UNet); ``device="cpu"`` passed to the embedder
+* ``animatex`` and ``animatex.model`` package ``__init__``s not run (they import the CUDA entrance and the UNet);
+  ``device="cpu"`` passed to the embedder
   (the registry default is "cuda").
 
 Fixtures (``--fixtures``, default tests/fixtures/animate_x_clip): ``parity.safetensors``: the released ``zero_y``
@@ -301,7 +302,8 @@ def main(args):
         data = R["data"]
         vit_transforms = T.Compose([data.Resize(settings["vit_resolution"]), T.ToTensor(),
                                     T.Normalize(mean=settings["vit_mean"], std=settings["vit_std"])])
-        encoders = {name: files.load_animate_x_image_encoder(p) for name, p in (("bin", bin_path), ("safetensors", st_path))}
+        encoders = {name: files.load_animate_x_image_encoder(p)
+                    for name, p in (("bin", bin_path), ("safetensors", st_path))}
         meta_images = {}
         for i, (name, hw) in enumerate(IMAGES.items()):
             img = seeded_image(args.image_seed + i, hw)
@@ -327,7 +329,8 @@ def main(args):
         meta = dict(tiny_seed=args.tiny_seed, tiny=TINY, images=meta_images, tolerance=TOL, measured=report,
                     stand_ins=STAND_INS, notes=notes, torch=_t.__version__,
                     open_clip_commit=args.open_clip_commit, animatex_commit=args.source_commit,
-                    vit_resolution=settings["vit_resolution"], vit_mean=settings["vit_mean"], vit_std=settings["vit_std"])
+                    vit_resolution=settings["vit_resolution"], vit_mean=settings["vit_mean"],
+                    vit_std=settings["vit_std"])
         save_file({k: v.contiguous() for k, v in out.items()}, os.path.join(args.fixtures, "parity.safetensors"),
                   metadata={"animate_x_clip_parity": json.dumps(meta)})
         print("fixtures written to", args.fixtures)

@@ -36,7 +36,8 @@ def tiny_files(fx, tmp_path_factory):
     """The fixture's tiny weights as the user's files: {kind: path}."""
     sd = tiny_open_clip_state_dict(fx[1]["tiny_seed"], **fx[1]["tiny"])
     folder = tmp_path_factory.mktemp("open_clip")
-    out = {"bin": str(folder / "open_clip_pytorch_model.bin"), "safetensors": str(folder / "open_clip_pytorch_model.safetensors"),
+    out = {"bin": str(folder / "open_clip_pytorch_model.bin"),
+           "safetensors": str(folder / "open_clip_pytorch_model.safetensors"),
            "sd21_ckpt": str(folder / "v2-1_512-ema-pruned.ckpt")}
     torch.save(sd, out["bin"])
     save_file({k: v.contiguous() for k, v in sd.items()}, out["safetensors"])

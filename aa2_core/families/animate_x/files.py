@@ -60,8 +60,8 @@ ZERO_Y_NAMES = ("animate_x_zero_y.safetensors",)
 ROLES = {  # role -> (folders, names, what it is)
     "unet": (UNET_FOLDERS, UNET_NAMES, "the Animate-X UNet (UNetSD_Animate_X + pose encoder + IPI) from antgroup/animate-x"),
     "vae": (VAE_FOLDERS, VAE_NAMES, "the SD2.1 VAE (stabilityai/stable-diffusion-2-1-base's v2-1_512-ema-pruned.ckpt)"),
-    "clip_vision": (CLIP_FOLDERS, CLIP_NAMES, "the OpenCLIP ViT-H/14 image encoder (ComfyUI's clip_vision_h.safetensors "
-                    "or the released open_clip_pytorch_model.bin)"),
+    "clip_vision": (CLIP_FOLDERS, CLIP_NAMES, "the OpenCLIP ViT-H/14 image encoder (ComfyUI's "
+                    "clip_vision_h.safetensors or the released open_clip_pytorch_model.bin)"),
 }
 
 

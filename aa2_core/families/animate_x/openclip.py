@@ -1,4 +1,5 @@
-"""OpenCLIP's own files as the released Animate-X reads them: key conversion, the text tower's ``zero_y``, the image input.
+"""OpenCLIP's own files as the released Animate-X reads them: key conversion, the text tower's ``zero_y``, the
+image input.
 
 The released entrance builds ``FrozenOpenCLIPTextVisualEmbedder`` (``animatex/model/clip_embedder.py``, YAML
 ``layer: penultimate``) with ``open_clip.create_model_and_transforms("ViT-H-14", pretrained=
@@ -210,7 +211,8 @@ def read_text_tower(path: str, what: str = "OpenCLIP text tower") -> dict[str, t
                 prefix = text_prefix(dict.fromkeys(keys))
                 if prefix is None:
                     return None
-                return {k: f.get_tensor(k) for k in keys if k.startswith(prefix) and not k.startswith(prefix + "visual.")}
+                return {k: f.get_tensor(k) for k in keys
+                        if k.startswith(prefix) and not k.startswith(prefix + "visual.")}
         except Exception:  # not readable this way: the full reader gives the user-facing error
             sd = read_state_dict(path, what)
     else:

@@ -157,8 +157,9 @@ def open_clip_shapes(embed_dim: int, vision_width: int, vision_layers: int, patc
                 shapes[b + norm + ".weight"] = shapes[b + norm + ".bias"] = (width,)
             shapes[b + "attn.in_proj_weight"], shapes[b + "attn.in_proj_bias"] = (3 * width, width), (3 * width,)
             shapes[b + "attn.out_proj.weight"], shapes[b + "attn.out_proj.bias"] = (width, width), (width,)
-            shapes[b + "mlp.c_fc.weight"], shapes[b + "mlp.c_fc.bias"] = (mlp_ratio * width, width), (mlp_ratio * width,)
-            shapes[b + "mlp.c_proj.weight"], shapes[b + "mlp.c_proj.bias"] = (width, mlp_ratio * width), (width,)
+            hidden = mlp_ratio * width
+            shapes[b + "mlp.c_fc.weight"], shapes[b + "mlp.c_fc.bias"] = (hidden, width), (hidden,)
+            shapes[b + "mlp.c_proj.weight"], shapes[b + "mlp.c_proj.bias"] = (width, hidden), (width,)
 
     grid = image_size // patch_size
     shapes["visual.class_embedding"] = (vision_width,)
