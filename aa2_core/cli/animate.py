@@ -29,7 +29,7 @@ from ..pipeline.composite import composite_environment
 from ..conditions.depth import structured_depth
 from ..conditions.keypoints import parse_pose_keypoint
 from ..conditions.objects import object_sequence
-from ..pipeline.options import ClipPreprocess, ContextSchedule, Fusion, SamplerSettings, Schedule, SchedulerName, Stitching, StitchMode
+from ..pipeline.options import ClipPreprocess, ContextSchedule, EnvironmentMode, Fusion, SamplerSettings, Schedule, SchedulerName, Stitching, StitchMode
 from ..pipeline.prepare import (DEFAULT_FEATHER, driving_clip_features, encode_reference, environment_frames, output_size,
                       prepare_conditions)
 from ..pipeline.sampler import Sampler
@@ -37,13 +37,15 @@ from ..pipeline.sampler import Sampler
 
 def build_conditions(models, ref, poses, driving=None, mask=None, device="cpu", dtype=torch.float32,
                      clip_preprocess=ClipPreprocess.SQUASH, feather=DEFAULT_FEATHER, object_mask=None, depth=None,
-                     keypoints=None):
+                     keypoints=None, character_poses=None):
     """Reference image, pose images (and optionally driving frames + character mask) ->
     (Conditions, scene) where scene is ``(driving frames, formulated pixel mask)`` or None.
 
     ``object_mask`` (IMAGE, white = held objects) needs the driving frames and feeds the object guider;
     ``depth`` (IMAGE) becomes structured depth inside the skeleton; ``keypoints`` (the driving video's
-    ``Pose`` per frame) with the driving frames turn on the Implicit Pose Indicator. ``models`` is an assembled
+    ``Pose`` per frame) with the driving frames turn on the Implicit Pose Indicator. ``character_poses`` (the
+    retargeted skeleton's ``Pose`` per frame) grow the regenerated region by the character's own extent; with
+    ``object_mask`` the objects stay the driving video's (scene: ``(driving, region, object mask)``). ``models`` is an assembled
     ``ModelSet`` with its VAE and image encoder; everything goes through ``prepare``, as the nodes do.
     """
     poses = images.check_rgb(poses, "pose video")
@@ -61,10 +63,11 @@ def build_conditions(models, ref, poses, driving=None, mask=None, device="cpu", 
         scene = environment = objects = driving_features = None
         if driving is not None:
             driving = images.resize(driving, *size)
-            environment = environment_frames(driving, mask[..., 0], size)
-            scene = (driving, environment[1])
+            kept = None if object_mask is None else images.resize(object_mask, *size)[..., 0]
+            environment = environment_frames(driving, mask[..., 0], size, character_poses=character_poses, object_mask=kept)
+            scene = (driving, environment[1], kept)
             if object_mask is not None:
-                objects = object_sequence(driving, [images.resize(object_mask, *size)[..., 0]])[0]
+                objects = object_sequence(driving, [kept])[0]
             if keypoints is not None:
                 driving_features = driving_clip_features(driving, lambda image: models.image_encoder.embed(image, clip_preprocess))
         if depth is not None:
@@ -92,6 +95,27 @@ def fit_scene(poses, driving, mask, video="driving video", mask_name="mask"):
     if images.fit_size(driving.shape[1:3], poses.shape[1:3], video, "the pose video"):
         driving, mask = images.resize(driving, *poses.shape[1:3]), images.resize(mask, *poses.shape[1:3])
     return driving, mask
+
+
+def character_keypoints(args, poses):
+    """--character-keypoints: the retargeted skeleton's POSE_KEYPOINT JSON, one ``Pose`` per pose frame on the pose
+    video's canvas (None without the flag), checked before any model loads."""
+    path = getattr(args, "character_keypoints", None)
+    if not path:
+        return None
+    if not args.video:
+        raise AA2Error("--character-keypoints grows the regenerated region of the driving video: give --video and --mask")
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise AA2Error(f"--character-keypoints {path}: not readable JSON ({e})") from None
+    found = parse_pose_keypoint(data if isinstance(data, list) else [data], poses.shape[1], poses.shape[2])
+    frames = poses.shape[0]
+    if len(found) != 1 and len(found) < frames:
+        raise AA2Error(f"--character-keypoints {path} has {len(found)} frames; the poses have {frames} "
+                       "(give the retargeted pose of every frame)")
+    return found[:frames]
 
 
 def extra_inputs(args, poses):
@@ -199,7 +223,7 @@ def settings_from(args) -> SamplerSettings:
     stitching = Stitching(StitchMode(args.stitching), args.clip_length, args.motion_frames, args.context_overlap,
                           Fusion(args.fusion), ContextSchedule(args.context_schedule))
     return SamplerSettings(steps=args.steps, cfg=args.cfg, seed=args.seed, scheduler=args.scheduler, schedule=args.schedule,
-                           stitching=stitching)
+                           stitching=stitching, environment_mode=getattr(args, "environment_mode", EnvironmentMode.AUTO.value))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -238,6 +262,12 @@ def parser() -> argparse.ArgumentParser:
                    help="closed_loop: Moore-AnimateAnyone's windows, wrapping past the end")
     p.add_argument("--clip-preprocess", default=ClipPreprocess.SQUASH.value, choices=ClipPreprocess.values(),
                    help="moore: the reference through CLIPImageProcessor as Moore's pipeline does")
+    p.add_argument("--environment-mode", default=EnvironmentMode.AUTO.value, choices=EnvironmentMode.values(),
+                   help="keep the driving video's scene outside the mask at every step: auto (on while the AA2 environment "
+                        "modules are untrained, as with the public weights; off once --aa2-modules brings trained ones), on, off")
+    p.add_argument("--character-keypoints", help="POSE_KEYPOINT JSON of the skeleton the character is animated with (AA2 "
+                                                 "Retarget Pose's output), with --video: the regenerated region covers the "
+                                                 "driving person + this skeleton, so a wider or taller character is not clipped")
     p.add_argument("--feather", type=int, default=DEFAULT_FEATHER, help="latent pixels of soft edge around the mask")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default="auto", choices=["auto", *Precision.values()], help="auto: fp16 on CUDA, else fp32")
@@ -270,6 +300,7 @@ def main(argv=None) -> int:
             for flag, path, kind in (("--objects", args.objects, "a video of the objects' mask"), ("--depth", args.depth, "a depth video"),
                                      ("--driving-keypoints", args.driving_keypoints, "a POSE_KEYPOINT .json file")):
                 check_path(path, flag, kind)
+            check_path(args.character_keypoints, "--character-keypoints", "a POSE_KEYPOINT .json file")
             if (args.objects or args.driving_keypoints) and not args.video:
                 raise AA2Error("--objects and --driving-keypoints need the driving video: give --video (and --mask)")
             if args.ref_keypoints:  # the Moore IPI reads the driving keypoints only
@@ -285,7 +316,7 @@ def main(argv=None) -> int:
                 models_dir = args.models or scratch
                 ref, poses = tiny_inputs(args.frames or 8)
                 fps, driving, mask = 8.0, None, None
-                object_mask = depth = keypoints = None
+                object_mask = depth = keypoints = character_poses = None
             else:
                 models_dir = args.models
                 ref = images.check_reference(read_image(args.ref), f"--ref {args.ref}")
@@ -297,6 +328,7 @@ def main(argv=None) -> int:
                 driving, mask = fit_scene(images.check_rgb(poses, f"--poses {args.poses}"), driving, mask,
                                           f"--video {args.video}", f"--mask {args.mask}")
                 object_mask, depth, keypoints = extra_inputs(args, poses)
+                character_poses = character_keypoints(args, poses)
             t0 = time.perf_counter()
             if args.tiny:
                 write_tiny_models_dir(models_dir)
@@ -307,14 +339,14 @@ def main(argv=None) -> int:
                 net.to(args.device, dtype)
             models.vae.to(args.device)
             cond, scene = build_conditions(models, ref, poses, driving, mask, args.device, dtype, args.clip_preprocess, args.feather,
-                                           object_mask, depth, keypoints)
+                                           object_mask, depth, keypoints, character_poses)
             progress = Progress()
             sampler = Sampler(MooreModels(models.denoising, models.pose), settings, device=args.device, dtype=dtype, on_step=progress)
             latents = sampler.sample(cond)
             progress.close()
             frames = images.vae_decode(models.vae, latents)
             if scene is not None:  # the driving video's own pixels outside the mask
-                frames = composite_environment(frames, *scene)
+                frames = composite_environment(frames, scene[0], scene[1], keep=scene[2])
             write_video(args.out, frames, fps, audio_from=sound_source(args))
             print(f"wrote {frames.shape[0]} frames {frames.shape[2]}x{frames.shape[1]} to {args.out} in {time.perf_counter() - t0:.1f} s")
             return 0

@@ -1,0 +1,206 @@
+"""The public-weights scene path that does not clip (issue 19 item 4): the regenerated region covers the driving
+person and the character's own extent from its retargeted skeleton, objects stay the driving video's, no ghost of
+the driving person is left, and environment mode ``auto`` follows whether the environment modules are trained."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from conftest import sampler_conditions, sampler_models
+from conftest import sampler_settings as SamplerSettings
+
+from aa2_core.conditions.environment import (environment_sequence, feathered, regenerated_region, shape_agnostic_mask,
+                                             skeleton_extent)
+from aa2_core.conditions.keypoints import JOINT, Pose
+from aa2_core.errors import AA2Error
+from aa2_core.pipeline.composite import composite_environment
+from aa2_core.pipeline.options import EnvironmentMode
+from aa2_core.pipeline.prepare import environment_frames
+from aa2_core.pipeline.sampler import Sampler, environment_mode_on, environment_modules_trained
+
+H, W = 128, 96
+NECK_X = 48.0
+JOINTS = {  # a standing driving person, pixels (x, y)
+    "nose": (48, 18), "neck": (48, 30), "right_shoulder": (38, 32), "left_shoulder": (58, 32),
+    "right_elbow": (34, 50), "left_elbow": (62, 50), "right_wrist": (32, 66), "left_wrist": (64, 66),
+    "right_hip": (42, 70), "left_hip": (54, 70), "right_knee": (42, 92), "left_knee": (54, 92),
+    "right_ankle": (42, 114), "left_ankle": (54, 114), "right_eye": (45, 16), "left_eye": (51, 16),
+    "right_ear": (42, 18), "left_ear": (54, 18),
+}  # fmt: skip
+LIMBS = [("right_shoulder", "right_elbow", 5), ("right_elbow", "right_wrist", 5), ("left_shoulder", "left_elbow", 5),
+         ("left_elbow", "left_wrist", 5), ("right_hip", "right_knee", 6), ("right_knee", "right_ankle", 6),
+         ("left_hip", "left_knee", 6), ("left_knee", "left_ankle", 6), ("neck", "nose", 4)]
+
+
+def pose(stretch: float = 1.0, shift: float = 0.0) -> Pose:
+    """The driving skeleton, ``stretch`` times wider about the neck (a wider character after retargeting)."""
+    body = np.zeros((18, 3))
+    for name, (x, y) in JOINTS.items():
+        body[JOINT[name]] = (NECK_X + stretch * (x - NECK_X) + shift, y, 0.9)
+    return Pose(body, H, W)
+
+
+def silhouette() -> torch.Tensor:
+    """The driving person's mask ``[H, W]``, drawn from its joints with limb half-widths of a real build (an
+    arm about an eighth of the torso length, a leg about a sixth), a torso as wide as the shoulders, a head."""
+    ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32), indexing="ij")
+    out = torch.zeros(H, W, dtype=torch.bool)
+    for a, b, r in LIMBS:
+        (x0, y0), (x1, y1) = JOINTS[a], JOINTS[b]
+        d = torch.tensor([x1 - x0, y1 - y0], dtype=torch.float32)
+        u = (((xs - x0) * d[0] + (ys - y0) * d[1]) / (d @ d)).clamp(0, 1)
+        out |= (xs - x0 - u * d[0]) ** 2 + (ys - y0 - u * d[1]) ** 2 <= r * r
+    out[28:74, 35:62] = True  # torso: shoulder to shoulder, neck to below the hips
+    out |= (xs - 48) ** 2 + (ys - 16) ** 2 <= 9**2  # head
+    return out.float()
+
+
+def stretched(mask: torch.Tensor, stretch: float) -> torch.Tensor:
+    """``mask`` ``stretch`` times wider about the neck's column: the character's true silhouette."""
+    xs = torch.arange(W, dtype=torch.float32)
+    source = torch.round(NECK_X + (xs - NECK_X) / stretch).long()
+    inside = (source >= 0) & (source < W)
+    out = torch.zeros_like(mask)
+    out[:, inside] = mask[:, source[inside]]
+    return out
+
+
+def driving_video(frames: int = 2, seed: int = 0) -> torch.Tensor:
+    return torch.rand(frames, H, W, 3, generator=torch.Generator().manual_seed(seed))
+
+
+def test_a_character_one_point_three_times_wider_is_not_clipped():
+    person = silhouette()[None].expand(2, -1, -1)
+    character = stretched(silhouette(), 1.3)[None].expand(2, -1, -1).bool()
+    old = shape_agnostic_mask(person)  # the driving person's mask alone: the wider character is cut at its edge
+    assert (character & (old < 0.5)).sum() > 50
+    region = regenerated_region(person, [pose(1.3)] * 2)
+    assert not (character & (region < 0.5)).any(), int((character & (region < 0.5)).sum())
+    # the same region reaches the network through environment_frames: every character pixel is regenerated
+    env, env_mask = environment_frames(driving_video(), person, character_poses=[pose(1.3)] * 2)
+    assert torch.equal(env_mask, region) and not (character & (env_mask < 0.5)).any()
+    assert torch.equal(env[env_mask.bool()], torch.full_like(env[env_mask.bool()], 0.5))
+    # ... and the region is still the shape-agnostic mask of something, not the whole frame
+    assert region.mean() < 0.5
+
+
+def test_taller_character_and_skeleton_extent_follow_the_joints():
+    tall = pose()
+    tall.body[:, 1] = 30 + 1.15 * (tall.body[:, 1] - 30)  # 15 % longer legs and torso below the neck
+    extent = skeleton_extent([tall], H, W)[0]
+    assert extent[int(tall.body[JOINT["right_ankle"], 1]), int(tall.body[JOINT["right_ankle"], 0])] == 1
+    assert extent[50, 48] == 1  # the torso between shoulders and hips is filled
+    assert extent[5, 5] == 0 and extent[H - 1, W - 1] == 0
+    empty = Pose.empty(H, W)
+    assert skeleton_extent([empty], H, W).sum() == 0  # a frame without a person adds nothing
+    half = skeleton_extent([pose().resized(H // 2, W // 2)], H, W)[0]  # another canvas is rescaled
+    assert half[50, 48] == 1
+
+
+def test_object_pixels_equal_the_driving_video_after_the_composite():
+    person = silhouette()[None].expand(2, -1, -1)
+    objects = torch.zeros(2, H, W)
+    objects[:, 58:80, 70:84] = 1  # held next to the left hand (not touching the driving person), inside the character's region
+    region_without = regenerated_region(person, [pose(1.3)] * 2)
+    assert (region_without.bool() & objects.bool()).any()  # without the object mask the object would be regenerated
+    driving = driving_video()
+    env, region = environment_frames(driving, person, character_poses=[pose(1.3)] * 2, object_mask=objects)
+    obj = objects.bool()
+    assert not (region.bool() & obj).any()
+    assert torch.equal(env[obj], driving[obj])  # the network sees the object
+    generated = torch.rand(2, H, W, 3, generator=torch.Generator().manual_seed(1))
+    out = composite_environment(generated, driving, region, feather=2, keep=objects)
+    assert torch.equal(out[obj], driving[obj])
+    blended = composite_environment(generated, driving, region, feather=2)  # the soft edge would reach over it
+    assert not torch.equal(blended[obj], driving[obj])
+    assert torch.equal(out[~obj], blended[~obj])  # elsewhere keep changes nothing
+
+
+def test_no_ghost_every_driving_person_pixel_is_regenerated():
+    person = silhouette()[None].expand(2, -1, -1)
+    objects = torch.zeros(2, H, W)
+    objects[:, 60:72, 60:80] = 1  # overlaps the left hand: the person wins there
+    generated = torch.rand(2, H, W, 3, generator=torch.Generator().manual_seed(2))
+    driving = driving_video()
+    # the character's skeleton anchored elsewhere (retargeted onto the reference's position) and narrower
+    for poses in ([pose(0.8, shift=14)] * 2, [pose(1.3)] * 2, None):
+        _, region = environment_frames(driving, person, character_poses=poses, object_mask=objects)
+        inside = person.bool()
+        assert not (inside & (region < 0.5)).any()
+        out = composite_environment(generated, driving, region, feather=2, keep=objects)
+        assert torch.equal(out[inside], generated[inside])  # not one driving-person pixel shows
+    overlap = person.bool() & objects.bool()
+    assert overlap.any() and region[overlap].min() == 1
+
+
+def test_the_old_inputs_give_the_old_results_bit_for_bit():
+    person = silhouette()[None].expand(3, -1, -1).clone()
+    person[1] = torch.roll(person[1], 7, dims=1)
+    driving = driving_video(3)
+    env, mask = environment_frames(driving, person)
+    old_mask = shape_agnostic_mask(person)
+    old_env, old_removed = environment_sequence(driving, old_mask)
+    assert torch.equal(mask, old_removed) and torch.equal(env, old_env)
+    assert torch.equal(regenerated_region(person, kh=4, kw=3), shape_agnostic_mask(person, 4, 3))
+    generated = torch.rand(3, H, W, 3)
+    m = feathered(mask, 2)[..., None]
+    assert torch.equal(composite_environment(generated, driving, mask), m * generated + (1 - m) * driving)
+
+
+def test_region_errors_name_the_input():
+    person = silhouette()[None].expand(2, -1, -1)
+    with pytest.raises(AA2Error, match="character_poses has 3 frames but character_mask has 2"):
+        regenerated_region(person, [pose()] * 3)
+    with pytest.raises(AA2Error, match="object_mask has 3 frames"):
+        regenerated_region(person, None, torch.zeros(3, H, W))
+    with pytest.raises(AA2Error, match="skeleton_extent: poses must be a non-empty list of Pose"):
+        skeleton_extent([np.zeros((18, 3))], H, W)
+    with pytest.raises(AA2Error, match="character poses: 3 frames but the driving video has 2"):
+        environment_frames(driving_video(), person, character_poses=[pose()] * 3)
+    with pytest.raises(AA2Error, match="keep \\(object mask\\) must be a MASK"):
+        composite_environment(torch.rand(2, H, W, 3), driving_video(), person, keep=torch.zeros(3, H, W))
+
+
+# ---- environment mode auto ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def untrained(loaded):
+    return sampler_models(loaded)
+
+
+@pytest.fixture(scope="module")
+def trained(loaded):
+    models = sampler_models({**loaded, "denoising": copy.deepcopy(loaded["denoising"])})
+    with torch.no_grad():
+        weight = models.denoising.env_conv_in.weight
+        weight.copy_(0.05 * torch.randn(weight.shape, generator=torch.Generator().manual_seed(3)))
+    return models
+
+
+def test_auto_is_on_with_untrained_environment_modules_and_off_with_trained_ones(untrained, trained):
+    assert not environment_modules_trained(untrained) and environment_modules_trained(trained)
+    assert environment_mode_on("auto", untrained) and not environment_mode_on("auto", trained)
+    for models in (untrained, trained):  # explicit on / off stay, as do the former booleans
+        assert environment_mode_on("on", models) and environment_mode_on(True, models)
+        assert not environment_mode_on("off", models) and not environment_mode_on(False, models)
+    assert SamplerSettings().environment_mode == EnvironmentMode.AUTO
+    assert SamplerSettings(environment_mode=True).environment_mode == EnvironmentMode.ON
+    with pytest.raises(AA2Error, match="environment_mode must be one of \\['auto', 'on', 'off'\\], got 'sometimes'"):
+        SamplerSettings(environment_mode="sometimes")
+
+
+def test_auto_samples_as_on_untrained_and_as_off_trained(untrained, trained, loaded):
+    cond = sampler_conditions(loaded["reference"], frames=2, environment=True)
+
+    def sample(models, mode):
+        return Sampler(models, SamplerSettings(steps=2, cfg=1.0, clip_length=2, environment_mode=mode)).sample(cond)
+
+    auto = sample(untrained, "auto")
+    assert torch.equal(auto, sample(untrained, True))  # the public weights' default path, bit for bit
+    outside = cond.environment_mask == 0
+    assert torch.equal(auto.transpose(0, 1)[:, outside], cond.environment_latents.transpose(0, 1)[:, outside])
+    auto = sample(trained, "auto")
+    assert torch.equal(auto, sample(trained, False))
+    assert not torch.equal(auto, sample(trained, "on"))
