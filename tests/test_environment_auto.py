@@ -204,3 +204,24 @@ def test_auto_samples_as_on_untrained_and_as_off_trained(untrained, trained, loa
     auto = sample(trained, "auto")
     assert torch.equal(auto, sample(trained, False))
     assert not torch.equal(auto, sample(trained, "on"))
+
+
+def test_environment_mask_node_takes_the_character_pose_and_the_object_mask(pack):
+    from aa2_core.conditions.keypoints import poses_to_pose_keypoint
+
+    node = pack.NODE_CLASS_MAPPINGS["AA2EnvironmentMask"]()
+    spec = node.INPUT_TYPES()["optional"]
+    assert spec["character_pose"][0] == "POSE_KEYPOINT" and spec["object_mask"][0] == "MASK"
+    person, driving = silhouette()[None].expand(2, -1, -1), driving_video()
+    objects = torch.zeros(2, H, W)
+    objects[:, 58:80, 70:84] = 1
+    env, mask = node.build(driving, person, 0, 0, 0.5, character_pose=poses_to_pose_keypoint([pose(1.3)] * 2),
+                           object_mask=objects)
+    expected = environment_frames(driving, person, character_poses=[pose(1.3)] * 2, object_mask=objects)
+    assert torch.equal(mask, expected[1]) and torch.equal(env, expected[0])
+    assert torch.equal(node.build(driving, person, 0, 0, 0.5)[1], environment_frames(driving, person)[1])
+    with pytest.raises(ValueError, match="AA2 Environment Mask: object_mask has 3 frames but images has 2"):
+        node.build(driving, person, 0, 0, 0.5, object_mask=torch.zeros(3, H, W))
+    composite = pack.NODE_CLASS_MAPPINGS["AA2CompositeEnvironment"]()
+    out = composite.composite(torch.rand(2, H, W, 3), driving, mask, 2, object_mask=objects)[0]
+    assert torch.equal(out[objects.bool()], driving[objects.bool()])
