@@ -1,6 +1,7 @@
 """Thin ComfyUI node classes over ``aa2_core``."""
 
 from .animate_x import AA2ImplicitPoseIndicator
+from .animate_x_family import AA2AnimateXImplicitPose, AA2AnimateXLoader, AA2AnimateXReference
 from .conditioning import AA2ColorMatchClips, AA2PoseCondition, AA2ReferenceNet, AA2StitchingOptions
 from .environment import AA2CompositeEnvironment, AA2EnvironmentMask, AA2ObjectGuider
 from .loaders import AA2ModelLoader
@@ -25,6 +26,9 @@ NODE_CLASS_MAPPINGS = {
     "AA2SAM2Loader": AA2SAM2Loader,
     "AA2SAM2SegmentVideo": AA2SAM2SegmentVideo,
     "AA2ImplicitPoseIndicator": AA2ImplicitPoseIndicator,
+    "AA2AnimateXLoader": AA2AnimateXLoader,
+    "AA2AnimateXReference": AA2AnimateXReference,
+    "AA2AnimateXImplicitPose": AA2AnimateXImplicitPose,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -44,4 +48,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "AA2SAM2Loader": "AA2 SAM2 Loader",
     "AA2SAM2SegmentVideo": "AA2 SAM2 Segment Video",
     "AA2ImplicitPoseIndicator": "AA2 Implicit Pose Indicator (Animate-X)",
+    "AA2AnimateXLoader": "AA2 Animate-X Loader (released weights)",
+    "AA2AnimateXReference": "AA2 Animate-X Reference",
+    "AA2AnimateXImplicitPose": "AA2 Animate-X Implicit Pose",
 }

@@ -6,16 +6,19 @@ import os
 
 AA2_FOLDER = "animate_anyone2"
 MOTION_FOLDERS = (AA2_FOLDER, "animatediff_models")
+ANIMATE_X_FOLDER = "animate_x"  # the released Animate-X UNet (also read from diffusion_models) and its zero_y file
 
 
 def register_model_folders() -> None:
-    """Add ``models/animate_anyone2``, ``sam2`` and ``dwpose`` (and ``animatediff_models``) unless another pack did."""
+    """Add ``models/animate_anyone2``, ``animate_x``, ``sam2`` and ``dwpose`` (and ``animatediff_models``) unless
+    another pack did."""
     try:
         import folder_paths
     except ImportError:  # imported outside ComfyUI (tests, tools)
         return
     own = {AA2_FOLDER: folder_paths.supported_pt_extensions, "animatediff_models": folder_paths.supported_pt_extensions,
-           "sam2": folder_paths.supported_pt_extensions, "dwpose": {".onnx"}}
+           "sam2": folder_paths.supported_pt_extensions, "dwpose": {".onnx"},
+           ANIMATE_X_FOLDER: folder_paths.supported_pt_extensions}
     for name, extensions in own.items():
         if name not in folder_paths.folder_names_and_paths:
             folder_paths.folder_names_and_paths[name] = ([os.path.join(folder_paths.models_dir, name)], set(extensions))
@@ -27,7 +30,11 @@ def files_in(*folders: str) -> list[str]:
     names: list[str] = []
     for folder in folders:
         if folder in folder_paths.folder_names_and_paths:
-            names += [n for n in folder_paths.get_filename_list(folder) if n not in names]
+            try:
+                listed = folder_paths.get_filename_list(folder)
+            except KeyError:  # a stand-in folder_paths (tests, tools) that lists fewer folders than are registered
+                continue
+            names += [n for n in listed if n not in names]
     return names
 
 

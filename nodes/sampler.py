@@ -15,15 +15,15 @@ class AA2Sampler:
 
         return {
             "required": {
-                "aa2_model": ("AA2_MODEL", {"tooltip": "from AA2 Model Loader"}),
-                "reference": ("AA2_REFERENCE", {"tooltip": "from AA2 ReferenceNet"}),
+                "aa2_model": ("AA2_MODEL", {"tooltip": "from AA2 Model Loader (Moore) or AA2 Animate-X Loader (the released Animate-X)"}),
+                "reference": ("AA2_REFERENCE", {"tooltip": "from AA2 ReferenceNet (Moore) or AA2 Animate-X Reference"}),
                 "pose": ("AA2_POSE", {"tooltip": "from AA2 Pose Condition; its frame count is the video length"}),
-                "vae": ("VAE", {"tooltip": "the same SD1.5 VAE, to encode environment and object frames"}),
+                "vae": ("VAE", {"tooltip": "the VAE of the model family, to encode environment and object frames: the SD1.5 VAE (Moore), the SD2.1 VAE from AA2 Animate-X Loader (Animate-X)"}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True, "tooltip": "noise seed (noise is drawn on the CPU: same seed, same video on any GPU)"}),
                 "steps": ("INT", {"default": 25, "min": 1, "max": 200, "tooltip": "denoising steps"}),
                 "cfg": ("FLOAT", {"default": 3.5, "min": 1.0, "max": 20.0, "step": 0.1, "tooltip": "classifier-free guidance scale; 1 skips the unconditional branch"}),
                 "scheduler": (SchedulerName.values(), {"default": SchedulerName.DDIM.value, "tooltip": "diffusers scheduler"}),
-                "schedule": (Schedule.values(), {"default": Schedule.MOORE.value, "tooltip": "moore: v-prediction, zero-SNR, trailing (the Moore-AnimateAnyone weights); sd15: epsilon models"}),
+                "schedule": (Schedule.values(), {"default": Schedule.MOORE.value, "tooltip": "moore: v-prediction, zero-SNR, trailing (the Moore-AnimateAnyone weights); sd15: epsilon models; animate_x: the released Animate-X schedule (zero-SNR linear_sd, v-prediction). With an Animate-X model, moore (the default) means the family's own animate_x"}),
                 "environment_mode": ("BOOLEAN", {"default": True, "tooltip": "keep the driving video's scene outside the mask at every step (works with the public weights)"}),
                 "feather": ("INT", {"default": DEFAULT_FEATHER, "min": 0, "max": 8, "tooltip": "latent pixels of soft edge around the mask in environment mode (the trainer uses the default)"}),
                 "batch_cfg": ("BOOLEAN", {"default": True, "tooltip": "run both guidance branches in one batch (faster); off halves the activation memory"}),
@@ -49,6 +49,9 @@ class AA2Sampler:
         from ..aa2_core.families.moore import MooreModels
         from ..aa2_core.pipeline.sampler import Sampler, total_steps
 
+        if aa2_model.get("family") == "animate-x":
+            return sample_animate_x(aa2_model, reference, pose, vae, seed, steps, cfg, scheduler, schedule,
+                                    environment_mode, feather, batch_cfg, environment, environment_mask, objects, stitching)
         # settings first: a bad number is refused before the VAE encodes anything
         settings = core_call(NODE, SamplerSettings, steps=steps, cfg=cfg, seed=seed, scheduler=scheduler, schedule=schedule,
                              stitching=stitching or Stitching(), environment_mode=environment_mode, cfg_batch=batch_cfg)
@@ -63,6 +66,45 @@ class AA2Sampler:
                           dtype=aa2_model["dtype"], on_step=step_callback(total_steps(settings, cond.num_frames), device))
         latents = core_call(NODE, sampler.sample, cond)
         return ({"samples": intermediate(latents / SD15_SCALE)},)
+
+
+def sample_animate_x(aa2_model, reference, pose, vae, seed, steps, cfg, scheduler, schedule, environment_mode, feather,
+                     batch_cfg, environment, environment_mask, objects, stitching):
+    """The released Animate-X (``families/animate_x``) through the same sampler, as ``animate --family animate-x``:
+    the family's schedule when ``schedule`` is left at moore, the released entrance's noise for the seed."""
+    import torch
+
+    from ..aa2_core.families.animate_x import diffusion
+    from ..aa2_core.families.animate_x.family import AnimateXModels
+    from ..aa2_core.pipeline.options import Schedule, SamplerSettings, Stitching
+    from ..aa2_core.pipeline.prepare import prepare_conditions
+    from ..aa2_core.pipeline.sampler import Sampler, total_steps
+
+    tokens = getattr(reference, "tokens", None) or {}
+    if "local_image" not in tokens:
+        raise ValueError(f"{NODE}: reference comes from AA2 ReferenceNet (the Moore family); with an Animate-X model "
+                         "connect AA2 Animate-X Reference's reference")
+    if pose.get("keypoints") is not None and "keypoints" not in tokens:
+        raise ValueError(f"{NODE}: pose carries driving keypoints for the IPI (AA2 Animate-X Implicit Pose) but the "
+                         "reference has no keypoints: connect reference_keypoints on AA2 Animate-X Reference (the "
+                         "IPI reads the reference's keypoints first)")
+    if schedule == Schedule.MOORE.value:  # the widget's default: the family's own schedule
+        schedule = AnimateXModels.default_schedule.value
+    settings = core_call(NODE, SamplerSettings, steps=steps, cfg=cfg, seed=seed, scheduler=scheduler, schedule=schedule,
+                         stitching=stitching or Stitching(), environment_mode=environment_mode, cfg_batch=batch_cfg)
+    cond = core_call(NODE, prepare_conditions, reference, pose["skeleton"], lambda x: vae_encode(vae, x),
+                     depth=pose["depth"], environment=environment, environment_mask=environment_mask, objects=objects,
+                     feather=feather, keypoints=pose.get("keypoints"), driving_features=pose.get("driving_features"),
+                     **pose.get("condition_inputs", {}))
+    patcher = aa2_model["patchers"]["unet"]
+    device = load_on_device(patcher, memory_required=activation_bytes(settings, cond, aa2_model["dtype"]))
+    models = AnimateXModels(patcher.model, text=aa2_model.get("text"), reference_latent=aa2_model.get("reference_latent", False))
+    h, w = cond.reference.latents.shape[-2:]
+    noise = diffusion.initial_noise(torch.Generator().manual_seed(seed), cond.num_frames, h, w)
+    sampler = Sampler(models, settings, device=device, dtype=aa2_model["dtype"],
+                      on_step=step_callback(total_steps(settings, cond.num_frames), device))
+    latents = core_call(NODE, sampler.sample, cond, noise)
+    return ({"samples": intermediate(latents / SD15_SCALE)},)
 
 
 def activation_bytes(settings, cond, dtype) -> float:
