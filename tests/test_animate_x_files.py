@@ -105,6 +105,18 @@ def test_open_clip_bin_is_the_image_encoder_and_gives_zero_y(tmp_path, caplog):
     assert "no zero_y" not in caplog.text
 
 
+def test_bin_in_both_roles_is_read_once(tmp_path, monkeypatch):
+    """open_clip_pytorch_model.bin as image encoder and text tower: zero_y comes from the tensors already read."""
+    made = released_dir(str(tmp_path))
+
+    def second_read(path, *a, **k):
+        raise AssertionError(f"{path} read a second time for its text tower")
+
+    monkeypatch.setattr(openclip, "read_text_tower", second_read)
+    bundle = load_animate_x_family(str(tmp_path))
+    assert bundle.text_source == f"computed from {made['bin']}"
+
+
 def test_zero_y_from_the_sd21_checkpoint(tmp_path):
     """clip_vision_h.safetensors as the image encoder and no .bin: the text tower of v2-1_512-ema-pruned.ckpt."""
     released_dir(str(tmp_path), clip="h", text_in_ckpt=True)

@@ -58,7 +58,8 @@ ZERO_Y_FOLDERS = ("animate_x",)
 ZERO_Y_NAMES = ("animate_x_zero_y.safetensors",)
 
 ROLES = {  # role -> (folders, names, what it is)
-    "unet": (UNET_FOLDERS, UNET_NAMES, "the Animate-X UNet (UNetSD_Animate_X + pose encoder + IPI) from antgroup/animate-x"),
+    "unet": (UNET_FOLDERS, UNET_NAMES,
+             "the Animate-X UNet (UNetSD_Animate_X + pose encoder + IPI) from antgroup/animate-x"),
     "vae": (VAE_FOLDERS, VAE_NAMES, "the SD2.1 VAE (stabilityai/stable-diffusion-2-1-base's v2-1_512-ema-pruned.ckpt)"),
     "clip_vision": (CLIP_FOLDERS, CLIP_NAMES, "the OpenCLIP ViT-H/14 image encoder (ComfyUI's "
                     "clip_vision_h.safetensors or the released open_clip_pytorch_model.bin)"),
@@ -158,7 +159,7 @@ def animate_x_text_context(paths: dict, clip_sd: dict | None = None) -> tuple[to
         if not path or path in seen:
             continue
         seen.add(path)
-        if role == "clip_vision" and clip_sd is not None:
+        if path == paths.get("clip_vision") and clip_sd is not None:  # the .bin in both roles: read once
             tower = clip_sd if openclip.text_prefix(clip_sd) is not None else None
         else:
             tower = openclip.read_text_tower(path)
