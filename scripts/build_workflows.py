@@ -25,6 +25,7 @@ NODE_FOLDERS = {
     "VAELoader": ("vae",),
     "AA2SAM2Loader": ("sam2",),
     "AA2DWPoseExtract": ("dwpose",),
+    "AA2AnimateXLoader": ("diffusion_models", "animate_x", "vae", "checkpoints", "clip_vision"),
 }
 
 
@@ -47,6 +48,17 @@ def model_note() -> str:
 
 MODEL_NOTE = model_note()
 
+
+def animate_x_note() -> str:
+    """The Note's list of the released Animate-X files (and DWPose's), from the manifest's animate-x set."""
+    lines = ["Model files (ComfyUI/models/...), all fetched and checked by:",
+             "  python -m aa2_core download --models ComfyUI/models --set animate-x"]
+    for e in select("animate-x"):
+        lines.append(f"- {e.folder}/{e.name}: {e.role} ({e.repo_id})")
+    lines.append("AA2 Animate-X Loader also lists the UNet from models/animate_x, an SD2.x VAE from models/vae, ComfyUI's "
+                 "clip_vision_h.safetensors, and an optional zero_y file (models/animate_x).")
+    return "\n".join(lines)
+
 # socket (non-widget) outputs and inputs of every node type used, in slot order
 SOCKETS = {
     "LoadImage": ([], [("IMAGE", "IMAGE"), ("MASK", "MASK")]),
@@ -67,9 +79,11 @@ SOCKETS = {
          ("environment", "IMAGE"), ("environment_mask", "MASK"), ("objects", "IMAGE"), ("stitching", "AA2_STITCH")],
         [("latent", "LATENT")],
     ),
-    "AA2EnvironmentMask": ([("images", "IMAGE"), ("character_mask", "MASK")], [("environment", "IMAGE"), ("environment_mask", "MASK")]),
+    "AA2EnvironmentMask": ([("images", "IMAGE"), ("character_mask", "MASK"), ("character_pose", "POSE_KEYPOINT"), ("object_mask", "MASK")],
+                           [("environment", "IMAGE"), ("environment_mask", "MASK")]),
     "AA2ObjectGuider": ([("images", "IMAGE"), ("object_mask", "MASK")], [("objects", "IMAGE")]),
-    "AA2CompositeEnvironment": ([("images", "IMAGE"), ("environment", "IMAGE"), ("environment_mask", "MASK")], [("IMAGE", "IMAGE")]),
+    "AA2CompositeEnvironment": ([("images", "IMAGE"), ("environment", "IMAGE"), ("environment_mask", "MASK"), ("object_mask", "MASK")],
+                                [("IMAGE", "IMAGE")]),
     "AA2LoadPoseKeypoints": ([], [("pose_keypoint", "POSE_KEYPOINT")]),
     "AA2ColorMatchClips": ([("images", "IMAGE"), ("stitching", "AA2_STITCH")], [("IMAGE", "IMAGE")]),
     "AA2RetargetPose": ([("driving", "POSE_KEYPOINT"), ("reference", "POSE_KEYPOINT")], [("pose_keypoint", "POSE_KEYPOINT")]),
@@ -77,6 +91,17 @@ SOCKETS = {
     "AA2ImplicitPoseIndicator": (
         [("aa2_model", "AA2_MODEL"), ("pose", "AA2_POSE"), ("driving_video", "IMAGE"), ("driving_keypoints", "POSE_KEYPOINT"),
          ("clip_vision", "CLIP_VISION")],
+        [("pose", "AA2_POSE")],
+    ),
+    "AA2DWPoseExtract": ([("images", "IMAGE")], [("pose_keypoint", "POSE_KEYPOINT")]),
+    "AA2AnimateXLoader": ([], [("aa2_model", "AA2_MODEL"), ("vae", "VAE")]),
+    "AA2AnimateXReference": (
+        [("aa2_model", "AA2_MODEL"), ("vae", "VAE"), ("reference_image", "IMAGE"), ("reference_keypoints", "POSE_KEYPOINT"),
+         ("reference_pose", "IMAGE")],
+        [("reference", "AA2_REFERENCE")],
+    ),
+    "AA2AnimateXImplicitPose": (
+        [("aa2_model", "AA2_MODEL"), ("pose", "AA2_POSE"), ("driving_video", "IMAGE"), ("driving_keypoints", "POSE_KEYPOINT")],
         [("pose", "AA2_POSE")],
     ),
 }
@@ -193,7 +218,7 @@ def workflow_retarget():
             ("drv_kp", "AA2LoadPoseKeypoints", ["driving_pose.json"], (460, 600), (300, 60)),
             ("ref_kp", "AA2LoadPoseKeypoints", ["character_pose.json"], (460, 700), (300, 60)),
             ("retarget", "AA2RetargetPose", ["driving"], (800, 620), (260, 80)),
-            ("render", "AA2RenderPose", [512, 768, True, True], (1100, 620), (260, 130)),
+            ("render", "AA2RenderPose", [512, 768, True, True, "moore"], (1100, 620), (260, 130)),
         ],
         extra_links=[("drv_kp", 0, "retarget", "driving"), ("ref_kp", 0, "retarget", "reference"), ("retarget", 0, "render", "pose_keypoint")],
         note="A non-human character (or any body shape): the driving skeleton is retargeted to the character's\n"
@@ -219,7 +244,7 @@ def workflow_animate_x():
             ("drv_kp", "AA2LoadPoseKeypoints", ["driving_pose.json"], (460, 600), (300, 60)),
             ("ref_kp", "AA2LoadPoseKeypoints", ["character_pose.json"], (460, 700), (300, 60)),
             ("retarget", "AA2RetargetPose", ["driving"], (800, 620), (260, 80)),
-            ("render", "AA2RenderPose", [512, 768, True, True], (800, 740), (260, 130)),
+            ("render", "AA2RenderPose", [512, 768, True, True, "moore"], (800, 740), (260, 130)),
             ("ipi", "AA2ImplicitPoseIndicator", [True, "squash"], (800, 300), (260, 170)),
         ],
         extra_links=[
@@ -250,12 +275,78 @@ def workflow_animate_x():
     return nodes, retime(links, "drv")  # the driving video's frame rate and sound
 
 
+DWPOSE = ["yolox_l.onnx", "dw-ll_ucoco_384.onnx"]
+ANIMATE_X_LOADER = ["animate-x_ckpt.pth", "v2-1_512-ema-pruned.ckpt", "open_clip_pytorch_model.bin", "auto", "none"]
+# seed, control, steps (25: the released DDIM loop's own timesteps), cfg (released guide scale), scheduler, schedule,
+# environment_mode, feather, batch_cfg
+ANIMATE_X_SAMPLER = [0, "fixed", 25, 2.5, "ddim", "animate_x", True, 1, True]
+
+
+def workflow_animate_x_official():
+    """The released Animate-X weights: reference image + driving video -> DWPose -> retargeted, rendered poses and
+    the IPI -> Animate-X with the driving scene kept -> video."""
+    nodes = [
+        ("note", "Note", [
+            "The released Animate-X (antgroup/animate-x) with the pack: the character takes the driving person's place\n"
+            "in the driving video's scene. Inputs in ComfyUI/input: character.png, driving.mp4 and character_mask.mp4\n"
+            "(the driving person's mask, white inside; from AA2 SAM2 Segment Video or any segmentation node).\n"
+            "- AA2 DWPose Extract runs on the driving video and on the character (needs onnxruntime);\n"
+            "- explicit pose: the driving skeleton retargeted to the character, drawn as the released frames (animate_x);\n"
+            "- implicit pose (IPI): the driving keypoints and frames' OpenCLIP features; the character's keypoints go first;\n"
+            "- the scene: environment mode keeps it outside the mask at every step, AA2 Composite Environment pastes its\n"
+            "  exact pixels back; context windows keep memory flat at any length (the released code runs the whole\n"
+            "  video at once). 25 DDIM steps visit the released loop's timesteps; guide scale 2.5 as released.\n"
+            "The saved mp4 (H.264) has driving.mp4's frame rate and audio.\n\n" + animate_x_note()],
+         (20, 20), (460, 360)),
+        ("loader", "AA2AnimateXLoader", ANIMATE_X_LOADER, (20, 420), (340, 180)),
+        ("ref_img", "LoadImage", ["character.png", "image"], (20, 640), (340, 320)),
+        ("drv_video", "LoadVideo", ["driving.mp4", "image"], (20, 1000), (300, 120)),
+        ("drv", "GetVideoComponents", [], (360, 1000), (240, 80)),
+        ("mask_video", "LoadVideo", ["character_mask.mp4", "image"], (20, 1160), (300, 120)),
+        ("mask_frames", "GetVideoComponents", [], (360, 1160), (240, 80)),
+        ("mask", "ImageToMask", ["red"], (360, 1280), (240, 60)),
+        ("dw_ref", "AA2DWPoseExtract", DWPOSE, (520, 640), (300, 110)),
+        ("dw_drv", "AA2DWPoseExtract", DWPOSE, (640, 1000), (300, 110)),
+        ("retarget", "AA2RetargetPose", ["driving"], (980, 800), (260, 80)),
+        ("render", "AA2RenderPose", [512, 768, True, False, "animate_x"], (1280, 800), (260, 150)),
+        ("pose", "AA2PoseCondition", [], (1580, 800), (240, 60)),
+        ("ipi", "AA2AnimateXImplicitPose", [True], (1580, 900), (280, 130)),
+        ("reference", "AA2AnimateXReference", [512, 768], (980, 420), (300, 170)),
+        ("env", "AA2EnvironmentMask", [0, 0, 0.5], (980, 1160), (300, 150)),
+        ("stitch", "AA2StitchingOptions", ["context_windows", 32, 4, 8, "pyramid", "open"], (1580, 1080), (300, 170)),
+        ("sampler", "AA2Sampler", ANIMATE_X_SAMPLER, (1920, 420), (320, 380)),
+        ("decode", "VAEDecode", [], (2280, 420), (200, 60)),
+        ("composite", "AA2CompositeEnvironment", [2], (2280, 540), (280, 120)),
+        ("video", "CreateVideo", [24.0], (2600, 420), (240, 80)),
+        ("save", "SaveVideo", ["video/AnimateX", "auto", "auto"], (2880, 420), (320, 300)),
+    ]
+    links = [
+        ("drv_video", 0, "drv", "video"), ("mask_video", 0, "mask_frames", "video"), ("mask_frames", 0, "mask", "image"),
+        ("ref_img", 0, "dw_ref", "images"), ("drv", 0, "dw_drv", "images"),
+        ("dw_drv", 0, "retarget", "driving"), ("dw_ref", 0, "retarget", "reference"), ("retarget", 0, "render", "pose_keypoint"),
+        ("render", 0, "pose", "pose_images"),
+        ("loader", 0, "ipi", "aa2_model"), ("pose", 0, "ipi", "pose"), ("drv", 0, "ipi", "driving_video"),
+        ("dw_drv", 0, "ipi", "driving_keypoints"),
+        ("loader", 0, "reference", "aa2_model"), ("loader", 1, "reference", "vae"), ("ref_img", 0, "reference", "reference_image"),
+        ("dw_ref", 0, "reference", "reference_keypoints"),
+        ("drv", 0, "env", "images"), ("mask", 0, "env", "character_mask"), ("retarget", 0, "env", "character_pose"),
+        ("loader", 0, "sampler", "aa2_model"), ("reference", 0, "sampler", "reference"), ("ipi", 0, "sampler", "pose"),
+        ("loader", 1, "sampler", "vae"), ("env", 0, "sampler", "environment"), ("env", 1, "sampler", "environment_mask"),
+        ("stitch", 0, "sampler", "stitching"),
+        ("sampler", 0, "decode", "samples"), ("loader", 1, "decode", "vae"),
+        ("decode", 0, "composite", "images"), ("drv", 0, "composite", "environment"), ("env", 1, "composite", "environment_mask"),
+        ("composite", 0, "video", "images"), ("video", 0, "save", "video"),
+    ]
+    return nodes, links + timing_from("drv")
+
+
 WORKFLOWS = {
     "aa2_full_environment_object": workflow_full_aa2,
     "aa2_moore_character_animation": workflow_moore,
     "aa2_long_video_stitching": workflow_long_video,
     "aa2_non_human_pose_retarget": workflow_retarget,
     "aa2_animate_x_implicit_pose": workflow_animate_x,
+    "animate_x_official": workflow_animate_x_official,
 }
 
 

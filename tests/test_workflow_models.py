@@ -17,6 +17,7 @@ from aa2_core import model_manifest as mm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKFLOWS = sorted(f[:-5] for f in os.listdir(os.path.join(ROOT, "workflows")) if f.endswith(".json"))
+MODEL_SET = {"animate_x_official": "animate-x"}  # the released Animate-X files and DWPose's; the others: Moore's
 
 
 def build_script():
@@ -49,8 +50,9 @@ def test_each_loader_lists_the_released_files_its_widgets_name(script, name):
                 expected.append({"name": entry.name, "url": entry.url, "directory": entry.folder})
         assert models == expected, (node["type"], models)
         listed += models
-    # every example runs on the Moore set: all six of its files are named, with the hub URL of the pinned revision
-    assert {(m["directory"], m["name"]) for m in listed} == {(e.folder, e.name) for e in mm.select("moore")}
+    # each example names every file of its set (the Moore set, or animate-x's with DWPose), with the hub URL of
+    # the pinned revision
+    assert {(m["directory"], m["name"]) for m in listed} == {(e.folder, e.name) for e in mm.select(MODEL_SET.get(name, "moore"))}
     for m in listed:
         assert m["url"].startswith("https://huggingface.co/") and "/resolve/" in m["url"]
 
@@ -80,3 +82,10 @@ def test_the_loader_node_names_the_download_command_for_a_missing_released_file(
     with pytest.raises(FileNotFoundError) as e:  # a file of the user's own: no command to offer
         folders.full_path("AA2 Model Loader", "aa2_modules", "mine.safetensors", ("animate_anyone2",))
     assert "download" not in str(e.value)
+
+
+def test_the_animate_x_note_names_its_download_command_and_every_file(script):
+    note = next(n for n in load("animate_x_official")["nodes"] if n["type"] == "Note")["widgets_values"][0]
+    assert "python -m aa2_core download --models ComfyUI/models --set animate-x" in note
+    for e in mm.select("animate-x"):
+        assert f"{e.folder}/{e.name}" in note, e
