@@ -161,13 +161,45 @@ def write_media(folder):
 
 def full_size_sd_vae(path):
     """ComfyUI fixes the SD VAE's layout, so the test VAE is full size with random weights (fp16)."""
-    from diffusers import AutoencoderKL
     from safetensors.torch import save_file
+
+    save_file(full_size_sd_vae_state_dict(), path)
+
+
+def full_size_sd_vae_state_dict():
+    from diffusers import AutoencoderKL
 
     torch.manual_seed(0)
     vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
                         up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2, latent_channels=4)
-    save_file({k: v.half().contiguous() for k, v in vae.state_dict().items()}, path)
+    return {k: v.half().contiguous() for k, v in vae.state_dict().items()}
+
+
+ANIMATE_X_FILES = {  # folder -> names, as workflows/animate_x_official.json names them (the manifest's folders)
+    "diffusion_models": ["animate-x_ckpt.pth"], "checkpoints": ["v2-1_512-ema-pruned.ckpt"],
+    "clip_vision": ["open_clip_pytorch_model.bin"], "dwpose": ["yolox_l.onnx", "dw-ll_ucoco_384.onnx"],
+}
+
+
+def write_animate_x_files(models):
+    """The released Animate-X files under their released names: the tiny UNet (released layout), a full-size SD VAE
+    (random; ComfyUI's VAE has the SD layout) as an SD2.1-style ``.ckpt`` (``first_stage_model.*``), a tiny
+    ``open_clip_pytorch_model.bin`` (both towers: zero_y comes from its text tower), and empty DWPose files (the
+    frontend sees them present; the HTTP runs give the DWPose nodes' keypoints from JSON, see
+    test_workflows_server.py)."""
+    sys.path.insert(0, ROOT)
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from aa2_core.families.animate_x.tiny import tiny_animate_x_state_dict, write_tiny_open_clip_bin
+    from ldm_layout import vae_to_ldm
+
+    for folder in ANIMATE_X_FILES:
+        os.makedirs(os.path.join(models, folder), exist_ok=True)
+    torch.save(tiny_animate_x_state_dict(), os.path.join(models, "diffusion_models", "animate-x_ckpt.pth"))
+    torch.save({"state_dict": vae_to_ldm(full_size_sd_vae_state_dict(), prefix="first_stage_model.")},
+               os.path.join(models, "checkpoints", "v2-1_512-ema-pruned.ckpt"))
+    write_tiny_open_clip_bin(os.path.join(models, "clip_vision", "open_clip_pytorch_model.bin"))
+    for name in ANIMATE_X_FILES["dwpose"]:
+        open(os.path.join(models, "dwpose", name), "wb").close()
 
 
 @pytest.fixture(scope="session")
@@ -185,6 +217,7 @@ def server(tmp_path_factory):
     write_aa2_modules_files(str(models / "animate_anyone2"))
     os.remove(models / "vae" / "sd-vae-ft-mse.safetensors")
     full_size_sd_vae(str(models / "vae" / "sd-vae-ft-mse.safetensors"))
+    write_animate_x_files(str(models))
     write_media(str(media))
     os.symlink(ROOT, nodes_dir / "aa2_pack_under_test")  # any folder name must work
     (base / "paths.yaml").write_text(
@@ -193,6 +226,7 @@ def server(tmp_path_factory):
         f"  animate_anyone2: {models / 'animate_anyone2'}\n"
         f"  vae: {models / 'vae'}\n"
         f"  clip_vision: {models / 'clip_vision'}\n"
+        + "".join(f"  {folder}: {models / folder}\n" for folder in ANIMATE_X_FILES if folder != "clip_vision")
     )
     port = _free_port()
     log = open(run / "server.log", "w")
@@ -258,13 +292,13 @@ def shrink(prompt):
     """CPU-sized run: small frames, 2 steps, short clips; everything else as the workflow has it."""
     for node in prompt.values():
         inputs = node["inputs"]
-        if node["class_type"] in ("AA2ReferenceNet", "AA2RenderPose"):
+        if node["class_type"] in ("AA2ReferenceNet", "AA2RenderPose", "AA2AnimateXReference"):
             inputs["width"] = inputs["height"] = SIZE
         if node["class_type"] == "AA2Sampler":
             inputs["steps"] = 2
         if node["class_type"] == "AA2StitchingOptions":
-            inputs["clip_length"], inputs["motion_frames"] = 4, 1
-        if node["class_type"] == "AA2ModelLoader":
+            inputs["clip_length"], inputs["motion_frames"], inputs["context_overlap"] = 4, 1, 1
+        if node["class_type"] in ("AA2ModelLoader", "AA2AnimateXLoader"):
             inputs["dtype"] = "fp32"
     return prompt
 
@@ -289,10 +323,20 @@ def queue_workflow(server, name, edit=None):
     pytest.fail(f"{name} did not finish in 600 s")
 
 
+def dwpose_from_json(prompt):
+    """AA2 DWPose Extract needs onnxruntime and the real DWPose weights (random ones find no person): each one is
+    replaced by AA2 Load Pose Keypoints with the keypoints of what it reads (character.png's or driving.mp4's)."""
+    for node in prompt.values():
+        if node["class_type"] == "AA2DWPoseExtract":
+            source = prompt[node["inputs"]["images"][0]]["class_type"]
+            node["class_type"] = "AA2LoadPoseKeypoints"
+            node["inputs"] = {"file": "character_pose.json" if source == "LoadImage" else "driving_pose.json"}
+
+
 def run_workflow(server, name):
     """Queue ``workflows/<name>`` over HTTP, wait for it; (history entry, path of its first saved video)."""
     url, info, run = server
-    result = queue_workflow(server, name)
+    result = queue_workflow(server, name, dwpose_from_json)
     assert result["status"]["status_str"] == "success", json.dumps(result["status"])[-3000:]
     videos = [v for out in result["outputs"].values() for v in out.get("images", []) + out.get("videos", [])]
     assert videos, result["outputs"]

@@ -6,7 +6,8 @@ loads each example workflow in headless Chromium and reads the "Missing Models" 
 (comfyui_frontend_package 1.27, ComfyUI 0.3.64) builds from each node's ``properties.models`` that match its
 widget values, checked against ``/experiment/models/<folder>``.
 
-Absent: each workflow's dialog lists exactly the manifest's Moore-set files, as "<folder> / <name>" with the
+Absent: each workflow's dialog lists exactly the manifest's files of its set (Moore's; animate-x's for
+animate_x_official), as "<folder> / <name>" with the
 manifest's URL, and no entry says its folder is invalid. The frontend offers its Download button only for
 ``.safetensors``/``.sft`` names: the ``.pth`` entries carry its "Only allowed suffixes" note (the download
 command fetches them). Present (empty files with those names in the server's models folders): no dialog at
@@ -33,6 +34,11 @@ FRONTEND = os.path.join(ROOT, "tests", "integration", "frontend")
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 WORKFLOWS = sorted(f[:-5] for f in os.listdir(os.path.join(ROOT, "workflows")) if f.endswith(".json"))
 MOORE = mm.select("moore")
+WORKFLOW_FILES = {"animate_x_official": mm.select("animate-x")}  # the released Animate-X and DWPose; others: Moore's
+
+
+def files_of(name):
+    return WORKFLOW_FILES.get(name, MOORE)
 DOWNLOADABLE = (".safetensors", ".sft")  # the frontend's allowedSuffixes
 
 
@@ -102,7 +108,8 @@ def panels(url):
 def absent_then_present(bare_server):
     url, models = bare_server
     absent = panels(url)
-    for e in MOORE:  # empty files with the right names: the frontend only looks at the names
+    for e in {e.key: e for name in WORKFLOWS for e in files_of(name)}.values():  # empty files with the right names:
+        # the frontend only looks at the names
         path = models.joinpath(*e.target.split("/"))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"")
@@ -116,8 +123,8 @@ def test_absent_files_are_each_listed_with_their_url_and_folder(absent_then_pres
     assert not r["page_errors"], r["page_errors"]
     assert r["dialogs"] and any("Missing Models" in d for d in r["dialogs"]), r["dialogs"]
     listed = {m["label"]: m for m in r["missing"]}
-    assert sorted(listed) == sorted(f"{e.folder} / {e.name}" for e in MOORE), r["missing"]
-    for e in MOORE:
+    assert sorted(listed) == sorted(f"{e.folder} / {e.name}" for e in files_of(name)), r["missing"]
+    for e in files_of(name):
         m = listed[f"{e.folder} / {e.name}"]
         assert m["url"] == e.url, m
         assert not (m["error"] or "").startswith("Invalid directory"), m  # the folder is one the server knows
@@ -126,7 +133,7 @@ def test_absent_files_are_each_listed_with_their_url_and_folder(absent_then_pres
         else:
             assert m["error"] == "Only allowed suffixes are: '.safetensors', '.sft'", m
     # nothing left 127.0.0.1: the only outside requests (aborted) were the panel's size queries of these URLs
-    assert set(r["blocked"]) <= {e.url for e in MOORE}, r["blocked"]
+    assert set(r["blocked"]) <= {e.url for e in files_of(name)}, r["blocked"]
 
 
 @pytest.mark.parametrize("name", WORKFLOWS)

@@ -23,6 +23,7 @@ EXPECTED = {
     "aa2_long_video_stitching.json": (KPS_FPS, False),
     "aa2_non_human_pose_retarget.json": (24, False),  # no video in: Create Video's own fps
     "aa2_animate_x_implicit_pose.json": (DRIVING_FPS, True),  # driving.mp4 (the IPI's frames) with its tone
+    "animate_x_official.json": (DRIVING_FPS, True),  # the released Animate-X in driving.mp4's scene, with its tone
 }
 ANIMATE_X = "aa2_animate_x_implicit_pose.json"
 
