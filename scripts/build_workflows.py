@@ -388,8 +388,15 @@ def to_ui(nodes, links):
 def node_models(node_type, widgets) -> dict:
     """``{"models": [{name, url, directory}]}`` for the released files a loader node's widgets name (the frontend's
     missing-models panel lists the absent ones), or {} for other nodes."""
-    models = frontend_models(widgets, NODE_FOLDERS.get(node_type, ()))
+    models = [m for m in frontend_models(widgets, NODE_FOLDERS.get(node_type, ())) if frontend_sees(m["name"])]
     return {"models": models} if models else {}
+
+
+def frontend_sees(name: str) -> bool:
+    """ComfyUI's model listing (``/experiment/models``, which the missing-models panel checks) shows only
+    ``supported_pt_extensions``: a listed ``.onnx`` file would show as missing even when present, so DWPose's files
+    are named in the Note only."""
+    return not name.endswith(".onnx")
 
 
 def thumbnail(workflow, path):

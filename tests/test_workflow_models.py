@@ -46,13 +46,14 @@ def test_each_loader_lists_the_released_files_its_widgets_name(script, name):
         expected = []
         for value in node.get("widgets_values", []):
             entry = next((e for f in folders if (e := mm.find(f, value)) is not None), None) if isinstance(value, str) else None
-            if entry:
+            if entry and not entry.name.endswith(".onnx"):  # ComfyUI's model listing cannot show .onnx files
                 expected.append({"name": entry.name, "url": entry.url, "directory": entry.folder})
         assert models == expected, (node["type"], models)
         listed += models
     # each example names every file of its set (the Moore set, or animate-x's with DWPose), with the hub URL of
     # the pinned revision
-    assert {(m["directory"], m["name"]) for m in listed} == {(e.folder, e.name) for e in mm.select(MODEL_SET.get(name, "moore"))}
+    assert {(m["directory"], m["name"]) for m in listed} == {(e.folder, e.name) for e in mm.select(MODEL_SET.get(name, "moore"))
+                                                             if not e.name.endswith(".onnx")}
     for m in listed:
         assert m["url"].startswith("https://huggingface.co/") and "/resolve/" in m["url"]
 
