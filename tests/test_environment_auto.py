@@ -3,6 +3,7 @@ person and the character's own extent from its retargeted skeleton, objects stay
 the driving person is left, and environment mode ``auto`` follows whether the environment modules are trained."""
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -162,6 +163,46 @@ def test_region_errors_name_the_input():
         composite_environment(torch.rand(2, H, W, 3), driving_video(), person, keep=torch.zeros(3, H, W))
 
 
+def test_one_driving_mask_for_every_frame_with_a_pose_and_an_object_mask_per_frame():
+    person = silhouette()  # one mask stands for every frame
+    poses = [pose(1.3), pose(1.3, shift=6)]
+    objects = torch.zeros(2, H, W)
+    objects[:, 58:80, 70:84] = 1
+    region = regenerated_region(person, poses, objects)
+    assert region.shape == (2, H, W) and not torch.equal(region[0], region[1])
+    for t in range(2):
+        assert torch.equal(region[t], regenerated_region(person[None], [poses[t]], objects[t : t + 1])[0])
+    with pytest.raises(AA2Error, match="character_poses has 2 frames but object_mask has 3"):
+        regenerated_region(person, poses, torch.zeros(3, H, W))
+
+
+def test_cli_character_keypoints_and_environment_mode_flags(tmp_path):
+    from aa2_core.cli.animate import character_keypoints, parser, settings_from
+    from aa2_core.conditions.keypoints import poses_to_pose_keypoint
+
+    pose_video = torch.zeros(2, H, W, 3)
+    args = parser().parse_args(["--out", "x.mp4"])
+    assert args.environment_mode == "auto" and settings_from(args).environment_mode == EnvironmentMode.AUTO
+    assert character_keypoints(args, pose_video) is None
+    path = tmp_path / "character.json"
+    path.write_text(json.dumps(poses_to_pose_keypoint([pose(1.3)] * 3)))  # longer than the poses: cut to them
+    args = parser().parse_args(["--out", "x.mp4", "--video", "v.mp4", "--character-keypoints", str(path),
+                                "--environment-mode", "off"])
+    found = character_keypoints(args, pose_video)
+    assert len(found) == 2 and np.allclose(found[1].body, pose(1.3).body)
+    assert settings_from(args).environment_mode == EnvironmentMode.OFF
+    with pytest.raises(AA2Error, match="--character-keypoints grows the regenerated region .*give --video"):
+        character_keypoints(parser().parse_args(["--out", "x.mp4", "--character-keypoints", str(path)]), pose_video)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    with pytest.raises(AA2Error, match="--character-keypoints .*bad.json: not readable JSON"):
+        character_keypoints(parser().parse_args(["--out", "x.mp4", "--video", "v", "--character-keypoints", str(bad)]),
+                            pose_video)
+    path.write_text(json.dumps(poses_to_pose_keypoint([pose(1.3)] * 2)))
+    with pytest.raises(AA2Error, match="--character-keypoints .* has 2 frames; the poses have 3"):
+        character_keypoints(args, torch.zeros(3, H, W, 3))
+
+
 # ---- environment mode auto ------------------------------------------------------------------------------------
 
 
@@ -195,15 +236,17 @@ def test_auto_samples_as_on_untrained_and_as_off_trained(untrained, trained, loa
     cond = sampler_conditions(loaded["reference"], frames=2, environment=True)
 
     def sample(models, mode):
-        return Sampler(models, SamplerSettings(steps=2, cfg=1.0, clip_length=2, environment_mode=mode)).sample(cond)
+        return Sampler(models, SamplerSettings(steps=1, cfg=1.0, clip_length=2, environment_mode=mode)).sample(cond)
+
+    outside = cond.environment_mask == 0
+
+    def scene_kept(latents):  # environment mode on: the latents outside the mask are the environment's
+        return torch.equal(latents.transpose(0, 1)[:, outside], cond.environment_latents.transpose(0, 1)[:, outside])
 
     auto = sample(untrained, "auto")
-    assert torch.equal(auto, sample(untrained, True))  # the public weights' default path, bit for bit
-    outside = cond.environment_mask == 0
-    assert torch.equal(auto.transpose(0, 1)[:, outside], cond.environment_latents.transpose(0, 1)[:, outside])
+    assert torch.equal(auto, sample(untrained, True)) and scene_kept(auto)  # the public weights' default path
     auto = sample(trained, "auto")
-    assert torch.equal(auto, sample(trained, False))
-    assert not torch.equal(auto, sample(trained, "on"))
+    assert torch.equal(auto, sample(trained, False)) and not scene_kept(auto)  # trained modules read the scene
 
 
 def test_environment_mask_node_takes_the_character_pose_and_the_object_mask(pack):

@@ -775,7 +775,6 @@ SKELETON_LIMBS = (
 TORSO_JOINTS = (1, 2, 5, 8, 11)  # neck, shoulders, hips
 HEAD_JOINTS = (0, 14, 15, 16, 17)  # nose, eyes, ears
 FOOT_OF = ((13, (0, 1, 2)), (10, (3, 4, 5)))  # ankle -> its foot points (Pose.feet: left 0..2, right 3..5)
-MASK_SOURCES = ("driving person", "driving person + character skeleton")
 
 
 def body_scale(body) -> float | None:
@@ -949,6 +948,9 @@ def regenerated_region(
         object_mask = as_mask_batch(object_mask, "object_mask")
         frames = max(frames, object_mask.shape[0]) if num_frames == 1 else frames
         check_mask_frames(object_mask, frames, "object_mask")
+        if character_poses is not None and len(character_poses) not in (1, frames):
+            raise AA2Error(f"character_poses has {len(character_poses)} frames but object_mask has {frames} "
+                           "(give one pose and one object mask per frame of the driving video)")
     if character_poses is None and object_mask is None:
         return shape_agnostic_mask(character_mask, kh, kw, generator=generator, threshold=threshold,
                                    chunk_size=chunk_size, inference=inference)
