@@ -109,6 +109,7 @@ SOCKETS = {
 # widgets that a link may drive instead (the frontend then saves them as inputs with a "widget" entry)
 WIDGET_INPUTS = {"CreateVideo": [("fps", "FLOAT")]}
 
+ENV_MASK = [0, 0, 0.5]  # grid_rows, grid_cols, threshold (AA2 Environment Mask's widgets, in INPUT_TYPES order)
 LOADER = ["denoising_unet.pth", "reference_unet.pth", "pose_guider.pth", "motion_module.pth", "full", "auto", "none", "image_encoder.safetensors"]
 SAMPLER = [0, "fixed", 25, 3.5, "ddim", "moore", True, 1, True]  # seed, control, steps, cfg, scheduler, schedule, environment_mode, feather, batch_cfg
 
@@ -186,7 +187,7 @@ def workflow_full_aa2():
             ("obj_video", "LoadVideo", ["object_mask.mp4", "image"], (460, 920), (300, 120)),
             ("obj_frames", "GetVideoComponents", [], (800, 1000), (240, 80)),
             ("obj_mask", "ImageToMask", ["red"], (800, 1120), (240, 60)),
-            ("env", "AA2EnvironmentMask", [0, 0, 0.5], (1100, 640), (300, 120)),
+            ("env", "AA2EnvironmentMask", ENV_MASK, (1100, 640), (300, 120)),
             ("objects", "AA2ObjectGuider", [], (1100, 820), (300, 60)),
             ("composite", "AA2CompositeEnvironment", [2], (1460, 400), (280, 100)),
         ],
@@ -312,7 +313,7 @@ def workflow_animate_x_official():
         ("pose", "AA2PoseCondition", [], (1580, 800), (240, 60)),
         ("ipi", "AA2AnimateXImplicitPose", [True], (1580, 900), (280, 130)),
         ("reference", "AA2AnimateXReference", [512, 768], (980, 420), (300, 170)),
-        ("env", "AA2EnvironmentMask", [0, 0, 0.5], (980, 1160), (300, 150)),
+        ("env", "AA2EnvironmentMask", ENV_MASK, (980, 1160), (300, 150)),
         ("stitch", "AA2StitchingOptions", ["context_windows", 32, 4, 8, "pyramid", "open"], (1580, 1080), (300, 170)),
         ("sampler", "AA2Sampler", ANIMATE_X_SAMPLER, (1920, 420), (320, 380)),
         ("decode", "VAEDecode", [], (2280, 420), (200, 60)),

@@ -178,6 +178,10 @@ def test_reference_node_holds_the_released_reference_inputs(nodes, bundle):
     pack, family, sampler, _ = nodes
     model, vae, reference, _, x = build(nodes, bundle)
     assert reference.tokens["keypoints"].shape == (1, 18, 3) and reference.tokens["pose"].shape == (1, 3, SIZE, SIZE)
+    assert torch.equal(x["image"], inputs()["image"])  # the node left its image as it was
+    kp = pose_keypoints(1, 3.0)
+    family.AA2AnimateXReference().encode(model, vae, x["image"], SIZE, SIZE, reference_keypoints=kp)
+    assert kp == pose_keypoints(1, 3.0)
     plain = family.AA2AnimateXReference().encode(model, vae, x["image"], SIZE, SIZE)[0]
     expected = animate_x_reference(x["image"], (SIZE, SIZE), lambda v: sampler.vae_encode(vae, v), bundle.image_encoder.embed)
     assert set(plain.tokens) == {"local_image"} and torch.equal(plain.latents, expected.latents)
@@ -206,3 +210,12 @@ def test_moore_pieces_with_the_animate_x_family_are_refused(nodes, bundle):
         family.AA2AnimateXReference().encode(moore_model, vae, x["image"], SIZE, SIZE)
     with pytest.raises(ValueError, match="^AA2 Animate-X Implicit Pose: aa2_model comes from AA2 Model Loader"):
         family.AA2AnimateXImplicitPose().build(moore_model, pose, x["driving"], pose_keypoints(FRAMES))
+
+
+def test_reference_size_widgets_take_comfyuis_max_resolution(pack, monkeypatch):
+    cls = pack.NODE_CLASS_MAPPINGS["AA2AnimateXReference"]
+    host = types.ModuleType("nodes")
+    host.MAX_RESOLUTION = 8192
+    monkeypatch.setitem(sys.modules, "nodes", host)
+    spec = cls.INPUT_TYPES()["required"]
+    assert spec["width"][1]["max"] == spec["height"][1]["max"] == 8192
