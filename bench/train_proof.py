@@ -1,31 +1,42 @@
-"""Proof on a CPU that the Animate Anyone 2 modules learn, on held-out clips, region by region.
+"""Proof on a CPU that the Animate Anyone 2 model learns content, on held-out clips, region by region.
 
-    python bench/train_proof.py                       # 3 seeds, the defaults (measured: 16 min on the shared 2-core box at load ~12)
-    python bench/train_proof.py --steps 40 --env-steps 30 --no-decode   # quicker, latent error only
-    python bench/train_proof.py --steps 40 --seeds 0 1 2 --json proof.json
+    python bench/train_proof.py                        # 3 seeds, the defaults (see the README for the time)
+    python bench/train_proof.py --seeds 0 --steps 150  # one quick seed
+    python bench/train_proof.py --json proof.json      # per-seed figures and the summary
 
-Per seed: tiny models in the real file formats (random base weights of that seed), a synthetic training set
-and a held-out one with other scenes and characters (``aa2_core.training.synthetic``: textured panning scene,
-a jointed character, a ball in its hand, exact masks / keypoints / depth), read by ``TrainingSet`` as the
-trainer reads them. The ``aa2`` group (environment input, object guider + spatial blending, depth branch of
-the pose modulation) trains with the trainer's own pieces (``select_trainable``, ``batches.draw``,
-``TrainStep``'s loss, AdamW, clipping), the base frozen; stage 1 (single frames, no temporal layers), the
-cheapest sample the trainer has. accelerate is left out to keep the run short.
+Per seed: tiny models in the real file formats (random weights of that seed), a synthetic training set and a
+held-out one with other scenes and characters (``aa2_core.training.synthetic``: a textured panning scene, a
+jointed character, a ball in its hand, exact masks / keypoints / depth), read by ``TrainingSet`` as the trainer
+reads them, with its options passed explicitly (printed; its defaults change). The whole tiny model trains
+(the trainer's ``--modules all``: DenoisingNet with its AA2 modules, ReferenceNet, pose guider; stage 1, single
+frames) with the trainer's own pieces: ``select_trainable``, ``batches.draw``, ``TrainStep``'s loss,
+``make_optimizer``, gradient clipping. accelerate is left out to keep the run short. A random *frozen* base
+cannot route what the environment input shows to the output, which is why the base trains here.
 
-What is measured must mean something with a random base model, whose samples are noise whatever its AA2
-modules do. So each held-out clip is noised with fixed noise to fixed high timesteps (where the noisy latents
-hardly show the clean frame), and the denoiser's one-step estimate of the clean latents,
-``x0 = sqrt(a_t) x_t - sqrt(1 - a_t) v``, is compared with the true latents (``latent_mse``) and, decoded by the
-same VAE, with the ``evaluate`` frame metrics (PSNR, L1, SSIM), inside:
+Three models per seed, from the same initial weights, on the same drawn samples and noise:
 
-* environment: outside the formulated mask, the scene the environment input shows the model;
+* **trained**: the recipe (shape-agnostic masks, object frames);
+* **without object input**: the same clips with no object frames (the object guider sees nothing);
+* **exact masks**: the environment cut out with the character's exact silhouette instead of eq. (2).
+
+Each held-out clip is noised with fixed noise to fixed timesteps (700, 950: the noisy latents hardly show the
+clean frame) and the denoiser's one-step estimate of the clean latents ``x0 = sqrt(a_t) x_t - sqrt(1 - a_t) v``
+is compared with the true latents inside
+
+* environment: outside the formulated mask (what the environment input shows the model);
 * object: the ball's mask (the formulated mask covers most of it: only the object guider shows it);
-* character: the character's mask.
+* character: the character's mask;
 
-Rows: the untrained modules (today's exact no-ops); the trained modules; the same with the environment input
-zeroed; fresh modules with the environment input alone trained (``--env-steps``; zeroing it gives the untrained
-net back exactly); and the best constant guess (each region's true mean latent per channel, an oracle): a
-model that only learned the latents' mean reaches it, beating it needs content.
+against the best constant guess (each region's true mean latent per channel, an oracle: a model that only
+learned the latents' statistics reaches it; beating it needs content), and with the environment input zeroed
+or the object frames emptied (``OBJECT_BACKGROUND`` everywhere, what the trainer feeds a clip without objects).
+
+Shape leak: the same held-out clips get a formulated mask LARGER than the character (eq. 2 at the inference
+setting, ``--leak-mask``). In the ring ``mask - character - ball`` the truth is the scene. There the estimate is
+scored against the truth (``ring_mse``) and along the direction from the truth to a *leaked* frame (the
+character stretched to fill the mask: each ring pixel takes its nearest character pixel's colour):
+``leak = <x0 - truth, leaked - truth> / |leaked - truth|^2`` over the ring's latent cells, 0 = scene, 1 = the
+character fills the mask.
 
 The tiny VAE's latents are rescaled to unit std first (``unit_scale_vae``), as SD1.5's are; torch runs on one
 thread (on a shared 2-core machine two OpenMP threads per small op stall, ~50x slower).
@@ -39,7 +50,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -50,54 +61,73 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from aa2_core.check import write_tiny_models_dir  # noqa: E402
 from aa2_core.checkpoints.assembly import assemble_from_folder  # noqa: E402
-from aa2_core.pipeline import images  # noqa: E402
+from aa2_core.conditions.environment import environment_sequence, shape_agnostic_mask  # noqa: E402
+from aa2_core.conditions.objects import OBJECT_BACKGROUND  # noqa: E402
 from aa2_core.families.moore import MooreModels as Models, network_inputs  # noqa: E402
+from aa2_core.pipeline import images  # noqa: E402
 from aa2_core.pipeline.schedulers import make_scheduler  # noqa: E402
+from aa2_core.training import batches  # noqa: E402
 from aa2_core.training.data import TrainingSet  # noqa: E402
 from aa2_core.training.dataset_format import read_clip, read_index  # noqa: E402
-from aa2_core.training.synthetic import write_synthetic_set  # noqa: E402
-from aa2_core.training import batches  # noqa: E402
-from aa2_core.training.modules import select_trainable  # noqa: E402
+from aa2_core.training.modules import parameter_groups, select_trainable  # noqa: E402
 from aa2_core.training.optim import make_optimizer  # noqa: E402
 from aa2_core.training.step import TrainStep, clip_conditions  # noqa: E402
+from aa2_core.training.synthetic import write_synthetic_set  # noqa: E402
 
-VARIANTS = ("untrained", "trained", "trained, env zeroed", "env input alone", "best constant")
+MODELS = ("trained", "without object input", "exact masks")  # trained per seed; the last two are ablations
+ABLATIONS = {"no_objects": "without object input", "exact_masks": "exact masks"}
+# rows of the region table: (model, how it is fed at evaluation)
+VARIANTS = ("untrained", "trained", "trained, env zeroed", "trained, objects emptied", "without object input",
+            "exact masks", "best constant")
 REGIONS = ("environment", "object", "character")
-METRICS = ("latent_mse", "psnr", "l1", "ssim")
-LOWER_IS_BETTER = {"latent_mse": True, "psnr": False, "l1": True, "ssim": False}
+LEAK_METRICS = ("ring_mse", "leak")
 
 
 @dataclass
 class ProofConfig:
-    steps: int = 80
-    lr: float = 1e-2
-    modules: tuple = ("aa2",)  # the trainer's --modules groups
-    env_steps: int = 50  # then fresh modules with the environment input alone trained (0: skip)
-    env_lr: float = 3e-2
+    steps: int = 300
+    lr: float = 2e-4
+    batch: int = 1  # samples per step (batches.draw's per_process)
+    modules: tuple = ("all",)  # the trainer's --modules groups
+    lr_scale: tuple = (("aa2", 10.0),)  # the trainer's --lr-scale: the zero-initialised AA2 modules start from nothing
     stage: int = 1  # the trainer's --stage: 1 = single frames, temporal layers left out; 2 = clips
     frames: int = 4  # frames per training sample in stage 2, and per held-out sample
     height: int = 64
     width: int = 64
-    train_clips: int = 12
-    eval_clips: int = 4
+    train_clips: int = 16
+    eval_clips: int = 6
     clip_frames: int = 16  # frames per synthetic clip
     eval_timesteps: tuple = (700, 950)
     uncond_prob: float = 0.1  # the trainer's default
-    decode: bool = True  # pixel metrics through the VAE (latent error is always measured)
+    # TrainingSet options, passed explicitly (its defaults are the recipe's and change); the held-out set never
+    # scale-augments and never applies the EPI
+    scale_range: tuple | None = None  # off: the shape-leak comparison isolates the mask (see the README)
+    pose_indicator: bool = False  # the EPI realigns the skeleton to another clip's pose: off on 16 synthetic clips
+    reference_background: str = "colour"
+    reference_crop: bool = True
+    leak_mask: str = "pixels"  # shape_agnostic_mask's inference reading for the larger mask of the leak figure
+    ablations: tuple = ("no_objects", "exact_masks")
+    fresh_init: bool = True  # restart the base from PyTorch's default init (see fresh_init_)
     threads: int = 1  # a loaded 2-core machine: two OpenMP threads per small op spin and stall (50x slower)
+
+    def data_options(self, heldout: bool = False) -> dict:
+        return dict(scale_range=None if heldout else self.scale_range,
+                    pose_indicator=None if heldout or not self.pose_indicator else True,
+                    reference_background=self.reference_background, reference_crop=self.reference_crop)
 
 
 @dataclass
 class EvalSample:
-    """One held-out clip, noised at a fixed timestep with fixed noise; what the denoiser sees but the AA2 inputs."""
+    """One held-out clip, noised at a fixed timestep with fixed noise."""
 
-    clip: object  # TrainingClip
-    cond: object  # Conditions (reference tokens from the frozen ReferenceNet)
+    clip: object  # TrainingClip (the held-out set's own formulated mask)
+    leak_clip: object  # the same with the larger inference mask
     latents: torch.Tensor  # (1, 4, f, h, w) clean
     noisy: torch.Tensor
     t: int
-    regions: dict  # name -> (pixel mask [f, H, W], latent weights [f, h, w])
-    truth_pixels: torch.Tensor | None = None  # decoded clean latents [f, H, W, 3]
+    regions: dict  # name -> latent weights [f, h, w] (pixel area per latent cell)
+    ring: torch.Tensor  # latent weights of the ring larger mask - character - ball
+    leaked: torch.Tensor  # (1, 4, f, h, w) latents of the frames with the character stretched over the ring
 
 
 # ---- data and models ----------------------------------------------------------------------------
@@ -110,16 +140,32 @@ def prepare_run(seed: int, cfg: ProofConfig, workdir: str):
     unit_scale_vae(os.path.join(models_dir, "vae", "sd-vae-ft-mse.safetensors"), os.path.join(workdir, "train"))
     write_synthetic_set(os.path.join(workdir, "heldout"), cfg.eval_clips, cfg.clip_frames, cfg.height, cfg.width,
                         seed=1_000_003 + seed)
-    train = TrainingSet(os.path.join(workdir, "train"), frames=1 if cfg.stage == 1 else cfg.frames)
-    return load_models(models_dir, cfg, seed), train, TrainingSet(os.path.join(workdir, "heldout"), frames=cfg.frames)
+    train = TrainingSet(os.path.join(workdir, "train"), frames=1 if cfg.stage == 1 else cfg.frames, **cfg.data_options())
+    heldout = TrainingSet(os.path.join(workdir, "heldout"), frames=cfg.frames, **cfg.data_options(heldout=True))
+    return models_dir, train, heldout
 
 
 def load_models(models_dir: str, cfg: ProofConfig, seed: int):
     torch.manual_seed(seed)  # the AA2 modules' random initial parts, as train --seed
     models = assemble_from_folder(models_dir)
+    if cfg.fresh_init:
+        fresh_init_(models)
     if cfg.stage == 1:  # as the trainer's stage 1: the UNet without its motion modules
         models.denoising.motion = None
     return models
+
+
+def fresh_init_(models) -> None:
+    """The base as a from-scratch run starts it: every layer of both UNets and the pose guider re-initialised by
+    its own ``reset_parameters`` (PyTorch's defaults), the guider's output conv at zero as ``PoseGuider`` (and
+    Moore) build it. The tiny files' weights are ``randomize_``d for tests (every layer, zero convs included, at
+    fan-in scale so activations stay O(1)): a poor start for training. The AA2 modules keep their zero init."""
+    for net in (models.denoising.unet, models.reference, models.pose.guider):
+        for module in net.modules():
+            if hasattr(module, "reset_parameters") and next(module.parameters(recurse=False), None) is not None:
+                module.reset_parameters()
+    torch.nn.init.zeros_(models.pose.guider.conv_out.weight)
+    torch.nn.init.zeros_(models.pose.guider.conv_out.bias)
 
 
 def unit_scale_vae(path: str, data_root: str) -> float:
@@ -145,13 +191,59 @@ def unit_scale_vae(path: str, data_root: str) -> float:
     return k
 
 
-def region_masks(heldout: TrainingSet, clip, latent_hw) -> dict:
-    """Pixel masks and their area fractions per latent cell (the weights of the latent error)."""
-    info = clip.info
-    record = read_clip(os.path.join(heldout.root, info["clip"], "clip.safetensors"), info["start"], info["start"] + heldout.span)
-    pixel = {"environment": 1 - clip.environment_mask.float(), "object": record.objects.float(),
-             "character": record.character.float()}
-    return {name: (m, F.adaptive_avg_pool2d(m[:, None], latent_hw)[:, 0]) for name, m in pixel.items()}
+def without_objects(clip):
+    """The clip as a set without object annotations gives it: no object frames (the guider is not fed)."""
+    return replace(clip, objects=None)
+
+
+def objects_emptied(clip):
+    """Object frames of background only: what the trainer feeds a clip without objects next to one with."""
+    return replace(clip, objects=torch.full_like(clip.frames, OBJECT_BACKGROUND))
+
+
+def exact_masks(clip):
+    """The environment cut out with the character's exact silhouette (after any scale augmentation) instead of
+    eq. (2)'s blocks."""
+    environment, mask = environment_sequence(clip.frames, clip.character_mask, size=tuple(clip.frames.shape[1:3]))
+    return replace(clip, environment=environment, environment_mask=mask)
+
+
+FEEDS = {"trained": lambda c: c, "without object input": without_objects, "exact masks": exact_masks}
+
+
+class Fed:
+    """A TrainingSet whose samples pass through ``feed`` (a wrapper ``batches.draw`` reads like the set)."""
+
+    def __init__(self, source: TrainingSet, feed):
+        self.source, self.feed = source, feed
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def sample(self, generator, clip_index=None):
+        return self.feed(self.source.sample(generator, clip_index=clip_index))
+
+
+# ---- evaluation samples ------------------------------------------------------------------------
+
+def latent_weights(pixel_mask: torch.Tensor, latent_hw) -> torch.Tensor:
+    return F.adaptive_avg_pool2d(pixel_mask.float()[:, None], latent_hw)[:, 0]
+
+
+def stretched_character(frames: torch.Tensor, character: torch.Tensor, ring: torch.Tensor) -> torch.Tensor:
+    """Frames whose ``ring`` pixels take the colour of their nearest character pixel (the character grown to
+    fill the mask: what a model that conforms to the mask boundary paints there)."""
+    from scipy.ndimage import distance_transform_edt
+
+    out = frames.clone()
+    for f in range(frames.shape[0]):
+        inside = character[f].numpy() >= 0.5
+        if not inside.any():
+            continue
+        _, (iy, ix) = distance_transform_edt(~inside, return_indices=True)
+        nearest = frames[f][torch.from_numpy(iy), torch.from_numpy(ix)]
+        out[f] = torch.where(ring[f, ..., None] >= 0.5, nearest, frames[f])
+    return out
 
 
 @torch.no_grad()
@@ -161,39 +253,38 @@ def eval_samples(models, heldout: TrainingSet, cfg: ProofConfig, seed: int) -> l
     out = []
     for i in range(len(heldout)):
         clip = heldout.sample(torch.Generator().manual_seed(seed * 7919 + i), clip_index=i)
-        cond = clip_conditions(models, clip, "cpu", torch.float32)
         latents = rearrange(images.vae_encode(models.vae, clip.frames), "f c h w -> 1 c f h w")
-        regions = region_masks(heldout, clip, latents.shape[-2:])
-        truth = images.vae_decode(models.vae, rearrange(latents, "1 c f h w -> f c h w")) if cfg.decode else None
+        hw = latents.shape[-2:]
+        info = clip.info
+        record = read_clip(os.path.join(heldout.root, info["clip"], "clip.safetensors"), info["start"], info["start"] + heldout.span)
+        character, ball = clip.character_mask.float(), record.objects.float()
+        pixel = {"environment": 1 - clip.environment_mask.float(), "object": ball, "character": character}
+        regions = {name: latent_weights(m, hw) for name, m in pixel.items()}
+        larger = shape_agnostic_mask(character, inference=cfg.leak_mask)
+        environment, mask = environment_sequence(clip.frames, larger, size=heldout.size)
+        ring = mask * (1 - character) * (1 - ball)
+        leaked = rearrange(images.vae_encode(models.vae, stretched_character(clip.frames, character, ring)), "f c h w -> 1 c f h w")
+        leak_clip = replace(clip, environment=environment, environment_mask=mask)
         for j, t in enumerate(cfg.eval_timesteps):
             noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed * 104729 + 31 * i + j))
             noisy = scheduler.add_noise(latents, noise, torch.tensor([t]))
-            out.append(EvalSample(clip, cond, latents, noisy, int(t), regions, truth))
+            out.append(EvalSample(clip, leak_clip, latents, noisy, int(t), regions, latent_weights(ring, hw), leaked))
     return out
 
 
 # ---- training ----------------------------------------------------------------------------------
 
-def train_modules(models, trainset: TrainingSet, cfg: ProofConfig, seed: int, log=print, steps: int | None = None,
-                  lr: float | None = None, only: tuple = ()) -> list[float]:
-    """The trainer's step (``TrainStep``: its loss, its batches) on ``cfg.modules`` (the base frozen), AdamW.
-
-    ``only``: train just the parameters with these prefixes (e.g. the environment input alone). The trainer's
-    own loop adds accelerate around the same pieces; it is left out to keep a CPU run short.
-    """
-    steps, lr = steps or cfg.steps, lr or cfg.lr
-    chosen = select_trainable(models, list(cfg.modules), stage=cfg.stage)
-    if only:
-        for net, names in chosen.items():
-            params = dict(getattr(models, net).named_parameters())
-            for n in names:
-                params[n].requires_grad_(n.startswith(only))
+def train_model(models, source, cfg: ProofConfig, seed: int, log=print, steps: int | None = None) -> list[float]:
+    """The trainer's step (``TrainStep``: its loss, its batches) on ``cfg.modules``, ``make_optimizer``'s AdamW on
+    ``parameter_groups`` (``--lr-scale``), the gradient clipped at 1 as ``train`` does. The trainer's own loop adds accelerate around the same pieces."""
+    steps = cfg.steps if steps is None else steps
+    select_trainable(models, list(cfg.modules), stage=cfg.stage)
     step = TrainStep(models, make_scheduler("ddim", "moore"), cfg.uncond_prob)
     params = [p for p in step.parameters() if p.requires_grad]
-    optimizer, _ = make_optimizer(params, "adamw", lr)
-    losses, every = [], max(1, steps // 5)
+    optimizer, _ = make_optimizer(parameter_groups(models, cfg.lr, dict(cfg.lr_scale)), "adamw", cfg.lr)
+    losses, every = [], max(1, steps // 4)
     for i in range(steps):
-        clips, generators = batches.draw(trainset, seed, i, 0, 1)
+        clips, generators = batches.draw(source, seed, i, 0, cfg.batch)
         loss = step(clips, generators)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -202,59 +293,58 @@ def train_modules(models, trainset: TrainingSet, cfg: ProofConfig, seed: int, lo
         losses.append(loss.item())
         if (i + 1) % every == 0:
             log(f"  step {i + 1}/{steps} loss {np.mean(losses[-every:]):.4f}")
+    for p in params:
+        p.requires_grad_(False)
     return losses
 
 
 # ---- measuring ---------------------------------------------------------------------------------
 
 @torch.no_grad()
-def predict_x0(models, sample: EvalSample, zero_environment: bool = False) -> torch.Tensor:
-    """The denoiser's one-step clean-latent estimate for a held-out sample, (1, 4, f, h, w)."""
+def predict_x0(models, clip, noisy: torch.Tensor, t: int, zero_environment: bool = False) -> torch.Tensor:
+    """The denoiser's one-step clean-latent estimate for a held-out clip, (1, 4, f, h, w)."""
     scheduler = make_scheduler("ddim", "moore")
-    cond = sample.cond
+    cond = clip_conditions(models, clip, "cpu", torch.float32)  # the reference through this model's ReferenceNet
     inputs = network_inputs(Models(models.denoising, models.pose), cond, torch.arange(cond.num_frames), "cpu", torch.float32)
     if zero_environment and "environment" in inputs:
         inputs["environment"] = torch.zeros_like(inputs["environment"])
     reference = models.denoising.reference_kv(cond.reference.tokens)
-    v = models.denoising(sample.noisy, torch.tensor([sample.t]), cond.reference.image_embeds, reference=reference, **inputs)
-    a = scheduler.alphas_cumprod[sample.t].float()
-    return a.sqrt() * sample.noisy - (1 - a).sqrt() * v.float()
+    v = models.denoising(noisy, torch.tensor([t]), cond.reference.image_embeds, reference=reference, **inputs)
+    a = scheduler.alphas_cumprod[t].float()
+    return a.sqrt() * noisy - (1 - a).sqrt() * v.float()
 
 
-def frame_metrics(pred: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) -> dict:
-    """PSNR, L1 and SSIM inside ``mask [f, H, W]`` of frames ``[f, H, W, 3]`` in 0..1, with the ``evaluate``
-    definitions (``aa2_core.metrics.frames``) on 8-bit values.
-
-    PSNR: one MSE over the region's pixels (peak 255). L1: mean absolute difference there, in 0..1. SSIM: the
-    paper's Gaussian-window SSIM of the frames with the truth pasted outside the region (so only the region's
-    error counts; numbers compare variants on the same samples, not regions of different sizes).
-    """
-    from aa2_core.metrics import frames as fm
-
-    gen, true = (np.round(v.clamp(0, 1).numpy() * 255).astype(np.uint8) for v in (pred, truth))
-    inside = mask.numpy() >= 0.5
-    psnr = fm.psnr_from(*fm.squared_error(gen[inside], true[inside]))
-    l1 = float(np.abs(gen[inside].astype(np.float64) - true[inside]).mean() / 255)
-    ssim = float(fm.ssim(np.where(inside[..., None], gen, true), true).mean())
-    return {"psnr": psnr, "l1": l1, "ssim": ssim}
+def weighted(err: torch.Tensor, w: torch.Tensor) -> float:
+    return float((err * w).sum() / w.sum())
 
 
 @torch.no_grad()
-def measure(models, samples: list[EvalSample], vae=None, zero_environment: bool = False) -> dict:
-    """Region -> metric -> mean over the held-out samples."""
-    acc = {r: {m: [] for m in METRICS} for r in REGIONS}
+def measure(models, samples: list[EvalSample], feed=lambda c: c, zero_environment: bool = False) -> dict:
+    """Region -> {"latent_mse": mean over the held-out samples}."""
+    acc = {r: [] for r in REGIONS}
     for s in samples:
-        x0 = predict_x0(models, s, zero_environment)
+        x0 = predict_x0(models, feed(s.clip), s.noisy, s.t, zero_environment)
         err = ((x0 - s.latents) ** 2).mean(1)[0]  # (f, h, w), channels averaged
-        pixels = images.vae_decode(vae, rearrange(x0, "1 c f h w -> f c h w")) if vae is not None and s.truth_pixels is not None else None
-        for region, (pixel_mask, weights) in s.regions.items():
-            if weights.sum() < 1e-6:  # e.g. the ball out of the window
-                continue
-            acc[region]["latent_mse"].append(float((err * weights).sum() / weights.sum()))
-            if pixels is not None:
-                for k, v in frame_metrics(pixels, s.truth_pixels, pixel_mask).items():
-                    acc[region][k].append(v)
-    return {r: {m: float(np.mean(v)) for m, v in ms.items() if v} for r, ms in acc.items()}
+        for region, w in s.regions.items():
+            if w.sum() > 1e-6:  # e.g. the ball hidden behind the body
+                acc[region].append(weighted(err, w))
+    return {r: {"latent_mse": float(np.mean(v))} for r, v in acc.items() if v}
+
+
+@torch.no_grad()
+def measure_leak(models, samples: list[EvalSample]) -> dict:
+    """In the ring (larger mask - character - ball, where the truth is the scene): the estimate's error and its
+    leak coefficient, 0 = the scene, 1 = the character stretched to fill the mask."""
+    mse, num, den = [], 0.0, 0.0
+    for s in samples:
+        if s.ring.sum() < 1e-6:
+            continue
+        x0 = predict_x0(models, s.leak_clip, s.noisy, s.t)
+        mse.append(weighted(((x0 - s.latents) ** 2).mean(1)[0], s.ring))
+        direction = s.leaked - s.latents
+        num += float((((x0 - s.latents) * direction).sum(1)[0] * s.ring).sum())
+        den += float(((direction ** 2).sum(1)[0] * s.ring).sum())
+    return {"ring_mse": float(np.mean(mse)), "leak": num / max(den, 1e-12)}
 
 
 def best_constant(samples: list[EvalSample]) -> dict:
@@ -265,7 +355,7 @@ def best_constant(samples: list[EvalSample]) -> dict:
     acc = {r: [] for r in REGIONS}
     for s in samples:
         x = s.latents[0]  # (c, f, h, w)
-        for region, (_, w) in s.regions.items():
+        for region, w in s.regions.items():
             if w.sum() < 1e-6:
                 continue
             mean = (x * w).sum((1, 2, 3), keepdim=True) / w.sum()
@@ -276,72 +366,112 @@ def best_constant(samples: list[EvalSample]) -> dict:
 def run_seed(seed: int, cfg: ProofConfig, log=print) -> dict:
     torch.set_num_threads(cfg.threads)
     t0 = time.perf_counter()
+    results, leak, losses, train_s = {}, {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="aa2_proof_") as workdir:
-        models, trainset, heldout = prepare_run(seed, cfg, workdir)
+        models_dir, trainset, heldout = prepare_run(seed, cfg, workdir)
+        models = load_models(models_dir, cfg, seed)
         samples = eval_samples(models, heldout, cfg, seed)
-        vae = models.vae if cfg.decode else None
-        results = {"untrained": measure(models, samples, vae)}
-        t1 = time.perf_counter()
-        losses = train_modules(models, trainset, cfg, seed, log)
-        t2 = time.perf_counter()
-        results["trained"] = measure(models, samples, vae)
-        results["trained, env zeroed"] = measure(models, samples, vae, zero_environment=True)
+        results["untrained"] = measure(models, samples)
         results["best constant"] = best_constant(samples)
-        if cfg.env_steps:  # fresh modules on the same base: the environment input trained alone
-            models = load_models(os.path.join(workdir, "models"), cfg, seed)
-            train_modules(models, trainset, cfg, seed, log, steps=cfg.env_steps, lr=cfg.env_lr, only=("env_conv_in",))
-            results["env input alone"] = measure(models, samples, vae)
-    return {"seed": seed, "results": results, "loss_first": float(np.mean(losses[: max(1, len(losses) // 10)])),
-            "loss_last": float(np.mean(losses[-max(1, len(losses) // 10):])), "train_s": t2 - t1,
-            "total_s": time.perf_counter() - t0}
+        for name in ("trained",) + tuple(ABLATIONS[a] for a in cfg.ablations):
+            log(f"  {name}")
+            models = load_models(models_dir, cfg, seed)  # the same initial weights for every model
+            t1 = time.perf_counter()
+            losses[name] = train_model(models, Fed(trainset, FEEDS[name]), cfg, seed, log)
+            train_s[name] = time.perf_counter() - t1
+            feed = FEEDS[name] if name != "exact masks" else (lambda c: c)  # evaluated on the recipe's masks
+            results[name] = measure(models, samples, feed)
+            if name == "trained":
+                results["trained, env zeroed"] = measure(models, samples, zero_environment=True)
+                results["trained, objects emptied"] = measure(models, samples, objects_emptied)
+            if name in ("trained", "exact masks"):
+                leak[name] = measure_leak(models, samples)
+    added = float(np.mean([float(s.ring.sum() / max(float(s.regions["character"].sum()), 1e-6)) for s in samples]))
+    return {"seed": seed, "results": results, "leak": leak, "ring_over_character": added,
+            "loss_first": {k: float(np.mean(v[: max(1, len(v) // 10)])) for k, v in losses.items()},
+            "loss_last": {k: float(np.mean(v[-max(1, len(v) // 10):])) for k, v in losses.items()},
+            "train_s": train_s, "total_s": time.perf_counter() - t0}
 
 
 # ---- the table ---------------------------------------------------------------------------------
 
+def mean_std(values) -> tuple[float, float]:
+    return float(np.mean(values)), float(np.std(values))
+
+
 def summarise(runs: list[dict]) -> dict:
-    """Mean and std over seeds per variant/region/metric, and the paired margin untrained -> trained."""
-    out = {}
+    """Mean and std over seeds per variant/region, and the three checks of the proof (paired per seed)."""
+    stats = {}
     for variant in VARIANTS:
         for region in REGIONS:
-            for metric in METRICS:
-                vals = [r["results"].get(variant, {}).get(region, {}).get(metric) for r in runs]
-                if any(v is None for v in vals):
-                    continue
-                out[(variant, region, metric)] = (float(np.mean(vals)), float(np.std(vals)))
-    margins = {}
-    for region in REGIONS:
-        for metric in METRICS:
-            key_u, key_t = ("untrained", region, metric), ("trained", region, metric)
-            if key_u not in out or key_t not in out:
-                continue
-            sign = 1 if LOWER_IS_BETTER[metric] else -1
-            paired = [sign * (r["results"]["untrained"][region][metric] - r["results"]["trained"][region][metric]) for r in runs]
-            spread = max(out[key_u][1], out[key_t][1])
-            margins[(region, metric)] = {"margin": float(np.mean(paired)), "min_paired": float(np.min(paired)),
-                                         "spread": spread}
-    return {"stats": out, "margins": margins}
+            vals = [r["results"].get(variant, {}).get(region, {}).get("latent_mse") for r in runs]
+            if all(v is not None for v in vals):
+                stats[(variant, region)] = mean_std(vals)
+    leak = {}
+    for model in ("trained", "exact masks"):
+        for metric in LEAK_METRICS:
+            vals = [r["leak"].get(model, {}).get(metric) for r in runs]
+            if all(v is not None for v in vals):
+                leak[(model, metric)] = mean_std(vals)
+
+    def env(r, v):
+        return r["results"][v]["environment"]["latent_mse"]
+
+    def obj(r, v):
+        return r["results"][v]["object"]["latent_mse"]
+
+    checks = {
+        "env / best constant": mean_std([env(r, "trained") / env(r, "best constant") for r in runs]),
+        "env zeroed / env": mean_std([env(r, "trained, env zeroed") / env(r, "trained") for r in runs]),
+    }
+    for other in ("without object input", "trained, objects emptied"):
+        if all(other in r["results"] for r in runs):
+            paired = [obj(r, other) - obj(r, "trained") for r in runs]
+            spread = max(stats[("trained", "object")][1], stats[(other, "object")][1])
+            checks[f"object: {other} - trained"] = (float(np.mean(paired)), float(np.min(paired)), spread)
+    if ("exact masks", "leak") in leak:
+        paired = [r["leak"]["exact masks"]["leak"] - r["leak"]["trained"]["leak"] for r in runs]
+        checks["leak: exact masks - trained"] = (float(np.mean(paired)), float(np.min(paired)),
+                                                 max(leak[("trained", "leak")][1], leak[("exact masks", "leak")][1]))
+    return {"stats": stats, "leak": leak, "checks": checks}
 
 
 def format_table(summary: dict, runs: list[dict], cfg: ProofConfig) -> str:
-    stats, margins = summary["stats"], summary["margins"]
-    metrics = [m for m in METRICS if any(k[2] == m for k in stats)]
-    lines = [f"seeds {[r['seed'] for r in runs]}, {cfg.steps} steps at lr {cfg.lr}, {cfg.frames}-frame samples "
-             f"{cfg.width}x{cfg.height}, held-out: {cfg.eval_clips} clips x timesteps {list(cfg.eval_timesteps)}",
-             "one-step x0 estimate vs the true latents (latent_mse) and, decoded by the same VAE, frames (psnr, l1, ssim)",
-             ""]
-    header = f"{'region':<12} {'variant':<20}" + "".join(f"{m:>18}" for m in metrics)
-    lines += [header, "-" * len(header)]
-    for region in REGIONS:
-        for variant in VARIANTS:
-            cells = "".join(f"{stats[(variant, region, m)][0]:>10.4f} ± {stats[(variant, region, m)][1]:<5.3f}"
-                            if (variant, region, m) in stats else f"{'-':>18}" for m in metrics)
-            lines.append(f"{region:<12} {variant:<20}{cells}")
-        cells = "".join(f"{margins[(region, m)]['margin']:>10.4f} / {margins[(region, m)]['spread']:<5.3f}"
-                        if (region, m) in margins else f"{'-':>18}" for m in metrics)
-        lines.append(f"{'':<12} {'margin / spread':<20}{cells}")
-    losses = ", ".join(f"{r['loss_first']:.3f}->{r['loss_last']:.3f}" for r in runs)
-    lines += ["", f"training loss (first->last 10%): {losses}",
-              "wall time per seed: " + ", ".join(f"{r['total_s']:.0f}s (train {r['train_s']:.0f}s)" for r in runs)]
+    stats, leak, checks = summary["stats"], summary["leak"], summary["checks"]
+    lines = [f"seeds {[r['seed'] for r in runs]}; modules {','.join(cfg.modules)}, stage {cfg.stage}, {cfg.steps} steps x "
+             f"batch {cfg.batch} at lr {cfg.lr}; {cfg.width}x{cfg.height}, {cfg.train_clips} training clips; held-out "
+             f"{cfg.eval_clips} clips x {cfg.frames} frames x timesteps {list(cfg.eval_timesteps)}",
+             f"TrainingSet options: {cfg.data_options()} (held-out: {cfg.data_options(heldout=True)}); "
+             f"larger mask for the leak: inference reading {cfg.leak_mask!r}",
+             "one-step x0 estimate vs the true latents, latent MSE per region (mean ± std over seeds)", ""]
+    lines += ["| variant | environment | object | character |", "| --- | --- | --- | --- |"]
+    for variant in VARIANTS:
+        if any((variant, r) in stats for r in REGIONS):
+            cells = " | ".join(f"{stats[(variant, r)][0]:.3f} ± {stats[(variant, r)][1]:.3f}" if (variant, r) in stats else "-"
+                               for r in REGIONS)
+            lines.append(f"| {variant} | {cells} |")
+    if leak:
+        ring = np.mean([r["ring_over_character"] for r in runs])
+        lines += ["", f"shape leak, given the larger mask (its ring outside character and ball: {100 * ring:.0f} % of the "
+                      "character's area):", "| model | ring latent MSE | leak (0 scene, 1 character fills the mask) |",
+                  "| --- | --- | --- |"]
+        for model in ("trained", "exact masks"):
+            if (model, "leak") in leak:
+                lines.append(f"| {model} | {leak[(model, 'ring_mse')][0]:.3f} ± {leak[(model, 'ring_mse')][1]:.3f} | "
+                             f"{leak[(model, 'leak')][0]:.3f} ± {leak[(model, 'leak')][1]:.3f} |")
+    lines += ["", "checks:"]
+    a, b = checks["env / best constant"], checks["env zeroed / env"]
+    lines.append(f"  (a) environment error / best constant: {a[0]:.3f} ± {a[1]:.3f} (target <= 0.70); "
+                 f"zeroing the environment input: x{b[0]:.2f} ± {b[1]:.2f} (target >= 1.20)")
+    for key, value in checks.items():
+        if key.startswith(("object", "leak")):
+            (mean, low, spread), tag = value, "(b)" if key.startswith("object") else "(c)"
+            lines.append(f"  {tag} {key}: {mean:+.3f} (smallest paired {low:+.3f}; seed spread {spread:.3f})")
+    names = list(runs[0]["loss_first"])
+    lines += ["", "training loss (first->last 10%): " + "; ".join(
+        f"{n}: " + ", ".join(f"{r['loss_first'][n]:.3f}->{r['loss_last'][n]:.3f}" for r in runs) for n in names),
+        "wall time per seed: " + ", ".join(f"{r['total_s']:.0f}s (training " + "+".join(f"{s:.0f}" for s in r["train_s"].values()) + "s)"
+                                           for r in runs)]
     return "\n".join(lines)
 
 
@@ -350,27 +480,37 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=ProofConfig.steps)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--lr", type=float, default=ProofConfig.lr)
-    p.add_argument("--no-decode", action="store_true", help="latent error only (faster)")
-    p.add_argument("--frames", type=int, default=ProofConfig.frames)
-    p.add_argument("--env-steps", type=int, default=ProofConfig.env_steps, help="steps of the environment-input-alone run (0: skip)")
-    p.add_argument("--stage", type=int, default=ProofConfig.stage, choices=[1, 2])
+    p.add_argument("--batch", type=int, default=ProofConfig.batch)
+    p.add_argument("--train-clips", type=int, default=ProofConfig.train_clips)
+    p.add_argument("--eval-clips", type=int, default=ProofConfig.eval_clips)
+    p.add_argument("--size", type=int, default=ProofConfig.height, help="square frames, a multiple of 8")
+    p.add_argument("--scale-range", type=float, nargs=2, default=None, help="TrainingSet scale augmentation (default off)")
+    p.add_argument("--pose-indicator", action="store_true", help="TrainingSet's EPI on (default off)")
+    p.add_argument("--reference-background", choices=("colour", "other_clip"), default=ProofConfig.reference_background)
+    p.add_argument("--leak-mask", choices=("pixels", "grid"), default=ProofConfig.leak_mask)
+    p.add_argument("--ablations", default=",".join(ProofConfig.ablations),
+                   help=f"comma-separated, from {', '.join(ABLATIONS)} ('' for none)")
     p.add_argument("--json", help="write the per-seed results and the summary here")
     args = p.parse_args(argv)
-    cfg = ProofConfig(steps=args.steps, lr=args.lr, decode=not args.no_decode, frames=args.frames, stage=args.stage,
-                      env_steps=args.env_steps)
+    cfg = ProofConfig(steps=args.steps, lr=args.lr, batch=args.batch, train_clips=args.train_clips, eval_clips=args.eval_clips,
+                      height=args.size, width=args.size, scale_range=tuple(args.scale_range) if args.scale_range else None,
+                      pose_indicator=args.pose_indicator, reference_background=args.reference_background,
+                      leak_mask=args.leak_mask, ablations=tuple(a for a in args.ablations.split(",") if a))
+    print(f"TrainingSet options: {cfg.data_options()}; held-out: {cfg.data_options(heldout=True)}", flush=True)
     t0 = time.perf_counter()
     runs = []
     for seed in args.seeds:
         print(f"seed {seed}", flush=True)
         runs.append(run_seed(seed, cfg, log=lambda s: print(s, flush=True)))
     summary = summarise(runs)
-    print(format_table(summary, runs, cfg))
-    print(f"total {time.perf_counter() - t0:.0f} s")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"config": asdict(cfg), "runs": runs,
                        "stats": {" | ".join(k): v for k, v in summary["stats"].items()},
-                       "margins": {" | ".join(k): v for k, v in summary["margins"].items()}}, f, indent=1)
+                       "leak": {" | ".join(k): v for k, v in summary["leak"].items()},
+                       "checks": summary["checks"]}, f, indent=1)
+    print(format_table(summary, runs, cfg))
+    print(f"total {time.perf_counter() - t0:.0f} s")
     return 0
 
 
