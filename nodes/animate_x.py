@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from .animate_x_family import is_animate_x
 from .comfy_bridge import core_call, load_on_device
 from .conditioning import image_embedder
 
@@ -46,6 +47,9 @@ class AA2ImplicitPoseIndicator:
         from ..aa2_core.conditions.keypoints import parse_pose_keypoint
         from ..aa2_core.pipeline.prepare import driving_clip_features, keypoint_tensor
 
+        if is_animate_x(aa2_model):
+            raise ValueError(f"{NODE}: aa2_model comes from AA2 Animate-X Loader; the released network's own IPI is "
+                             "fed by AA2 Animate-X Implicit Pose")
         if not enabled:
             return (pose,)
         core_call(NODE, aa2_model["patchers"]["denoising"].model.require, "ipi")  # names the file when it lacks the IPI

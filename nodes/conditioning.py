@@ -49,7 +49,12 @@ class AA2ReferenceNet:
     def encode(self, aa2_model, vae, reference_image, width, height, clip_vision=None, clip_preprocess="squash"):
         from ..aa2_core.pipeline.prepare import encode_reference
 
+        from .animate_x_family import is_animate_x  # here: that module imports this one
+
         node = "AA2 ReferenceNet"
+        if is_animate_x(aa2_model):  # checked first: that model has no ReferenceNet to look up
+            raise ValueError(f"{node}: aa2_model comes from AA2 Animate-X Loader, which has no ReferenceNet; use "
+                             "AA2 Animate-X Reference for its reference image")
         embed, encoder = image_embedder(node, aa2_model, clip_vision, clip_preprocess)
         patcher = aa2_model["patchers"]["reference"]
         device = load_on_device(patcher, *encoder)
