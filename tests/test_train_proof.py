@@ -1,18 +1,18 @@
-"""The short proof that the AA2 modules learn (``bench/train_proof.py``): a few steps of the trainer's own
-step (``TrainStep``, ``select_trainable``, ``batches``) on synthetic clips, then on held-out synthetic clips,
-by the one-step clean-latent error at a fixed timestep and noise:
+"""The short proof that the model learns content (``bench/train_proof.py``): the whole tiny model (``--modules
+all``, stage 1, from PyTorch's default init) trained a few steps with the trainer's own pieces (``TrainStep``,
+``select_trainable``, ``batches``, ``parameter_groups`` + ``make_optimizer``) on synthetic clips, then scored on
+held-out synthetic clips by the one-step clean-latent error at fixed timesteps and noise:
 
-* the trained ``aa2`` modules beat the untrained no-ops in the environment, object and character regions;
-* the environment input trained alone cuts the environment region's error (zeroing it gives the untrained
-  net back exactly, as it is the only trained part): the input is what learned.
+* the environment region's error falls below the best constant guess (each region's true mean latent, an oracle
+  that a model learning only the latents' statistics reaches): content, not statistics;
+* zeroing the environment input raises it: the content comes through that input.
 
-Jointly trained for this few steps, zeroing the environment input changes the environment region's error by
-under 1 %: the object guider, blends and depth branch learn the latents' mean first (see the bench's table), so
-that is reported by the bench, not asserted here.
+The bench's full run (3 seeds, twice the steps, with the object and exact-mask ablations) is in the README; at
+150 steps the margins are small (below), but the run is deterministic (fixed seeds, one thread) and the
+mutation below lands on the other side of both.
 
-Mutations seen failing: ``optimizer.step()`` skipped in ``train_proof.train_modules`` (both tests); the
-environment input zeroed in the training step's network inputs (the environment test; the joint gains
-still pass, as the table shows they do not come from that input).
+Mutation seen failing (both tests): the environment input not fed to the network (``MOORE_INPUTS["environment"]``
+returning nothing, in training and evaluation).
 """
 
 import os
@@ -25,10 +25,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 from train_proof import ProofConfig, run_seed  # noqa: E402
 
-SHORT = ProofConfig(steps=20, lr=1e-2, env_steps=20, env_lr=3e-2, train_clips=4, eval_clips=2, eval_timesteps=(950,),
-                    decode=False)
-GAIN = 0.12  # trained latent error at most (1 - GAIN) x the untrained one, every region (seen: env 0.44, object 0.24, character 0.51)
-ENV_GAIN = 0.1  # the environment input alone: its region's error at most (1 - ENV_GAIN) x untrained (seen: 0.23)
+SHORT = ProofConfig(steps=150, train_clips=8, eval_clips=2, ablations=())
+# seen at this length: environment error 0.968 x the best constant's, x1.044 with the environment input zeroed;
+# with the environment input not fed (the mutation below): 1.011 and exactly x1.000
+BELOW_ORACLE = 0.015  # environment error at most (1 - BELOW_ORACLE) x the best constant's
+ZEROED_RISE = 0.02  # zeroing the environment input raises that error by at least this fraction
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +41,15 @@ def short_run():
         torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("region", ["environment", "object", "character"])
-def test_trained_modules_beat_the_untrained_ones(short_run, region):
-    untrained, trained = (short_run[v][region]["latent_mse"] for v in ("untrained", "trained"))
-    assert trained < (1 - GAIN) * untrained, (untrained, trained)
+def env_error(results, variant):
+    return results[variant]["environment"]["latent_mse"]
 
 
-def test_the_environment_input_learns_the_environment(short_run):
-    untrained, alone = (short_run[v]["environment"]["latent_mse"] for v in ("untrained", "env input alone"))
-    assert alone < (1 - ENV_GAIN) * untrained, (untrained, alone)
+def test_the_environment_region_beats_the_best_constant(short_run):
+    trained, oracle = env_error(short_run, "trained"), env_error(short_run, "best constant")
+    assert trained < (1 - BELOW_ORACLE) * oracle, (trained, oracle)
+
+
+def test_zeroing_the_environment_input_costs(short_run):
+    trained, zeroed = env_error(short_run, "trained"), env_error(short_run, "trained, env zeroed")
+    assert zeroed > (1 + ZEROED_RISE) * trained, (trained, zeroed)
