@@ -203,6 +203,25 @@ def test_cli_character_keypoints_and_environment_mode_flags(tmp_path):
         character_keypoints(args, torch.zeros(3, H, W, 3))
 
 
+@pytest.mark.parametrize("radius", ["-0.1", "nan"])
+def test_cli_refuses_a_negative_skeleton_radius_before_anything_loads(tmp_path, capsys, radius):
+    from aa2_core.cli.animate import main
+
+    assert main(["--tiny", "--out", str(tmp_path / "o.mp4"), "--device", "cpu", "--skeleton-radius", radius]) == 1
+    assert f"error: --skeleton-radius must be 0 or more (a fraction of the character's body size), got {radius}" in \
+        capsys.readouterr().out
+
+
+def test_a_larger_skeleton_radius_covers_loose_clothes():
+    person = silhouette()[None]
+    coat = stretched(silhouette(), 1.3).bool()
+    coat[74:100, 26:70] = True  # a wide coat below the hips, beyond the legs' capsules
+    narrow = regenerated_region(person, [pose(1.3)])[0]
+    assert (coat & (narrow < 0.5)).any()
+    wide = regenerated_region(person, [pose(1.3)], skeleton_radius=0.3)[0]
+    assert not (coat & (wide < 0.5)).any() and torch.equal(wide * narrow, narrow)
+
+
 # ---- environment mode auto ------------------------------------------------------------------------------------
 
 

@@ -27,6 +27,7 @@ from ..video_io import read_image, read_video, write_video
 from ..pipeline import images
 from ..pipeline.composite import composite_environment
 from ..conditions.depth import structured_depth
+from ..conditions.environment import SKELETON_RADIUS
 from ..conditions.keypoints import parse_pose_keypoint
 from ..conditions.objects import object_sequence
 from ..pipeline.options import ClipPreprocess, ContextSchedule, EnvironmentMode, Fusion, SamplerSettings, Schedule, SchedulerName, Stitching, StitchMode
@@ -37,14 +38,15 @@ from ..pipeline.sampler import Sampler
 
 def build_conditions(models, ref, poses, driving=None, mask=None, device="cpu", dtype=torch.float32,
                      clip_preprocess=ClipPreprocess.SQUASH, feather=DEFAULT_FEATHER, object_mask=None, depth=None,
-                     keypoints=None, character_poses=None):
+                     keypoints=None, character_poses=None, skeleton_radius=SKELETON_RADIUS):
     """Reference image, pose images (and optionally driving frames + character mask) ->
     (Conditions, scene) where scene is ``(driving frames, formulated pixel mask)`` or None.
 
     ``object_mask`` (IMAGE, white = held objects) needs the driving frames and feeds the object guider;
     ``depth`` (IMAGE) becomes structured depth inside the skeleton; ``keypoints`` (the driving video's
     ``Pose`` per frame) with the driving frames turn on the Implicit Pose Indicator. ``character_poses`` (the
-    retargeted skeleton's ``Pose`` per frame) grow the regenerated region by the character's own extent; with
+    retargeted skeleton's ``Pose`` per frame) grow the regenerated region by the character's own extent (limb capsules
+    of ``skeleton_radius`` x its body size); with
     ``object_mask`` the objects stay the driving video's (scene: ``(driving, region, object mask)``). ``models`` is an assembled
     ``ModelSet`` with its VAE and image encoder; everything goes through ``prepare``, as the nodes do.
     """
@@ -64,7 +66,8 @@ def build_conditions(models, ref, poses, driving=None, mask=None, device="cpu", 
         if driving is not None:
             driving = images.resize(driving, *size)
             kept = None if object_mask is None else images.resize(object_mask, *size)[..., 0]
-            environment = environment_frames(driving, mask[..., 0], size, character_poses=character_poses, object_mask=kept)
+            environment = environment_frames(driving, mask[..., 0], size, character_poses=character_poses, object_mask=kept,
+                                             skeleton_radius=skeleton_radius)
             scene = (driving, environment[1], kept)
             if object_mask is not None:
                 objects = object_sequence(driving, [kept])[0]
@@ -268,6 +271,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--character-keypoints", help="POSE_KEYPOINT JSON of the skeleton the character is animated with (AA2 "
                                                  "Retarget Pose's output), with --video: the regenerated region covers the "
                                                  "driving person + this skeleton, so a wider or taller character is not clipped")
+    p.add_argument("--skeleton-radius", type=float, default=SKELETON_RADIUS,
+                   help="with --character-keypoints: half-width of the capsules around the character's limbs, a fraction "
+                        "of its body size (neck to mid-hip); raise it for loose clothes")
     p.add_argument("--feather", type=int, default=DEFAULT_FEATHER, help="latent pixels of soft edge around the mask")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default="auto", choices=["auto", *Precision.values()], help="auto: fp16 on CUDA, else fp32")
@@ -296,6 +302,9 @@ def main(argv=None) -> int:
                 raise AA2Error(f"--frames must be at least 1, got {args.frames}")
             if args.feather < 0:
                 raise AA2Error(f"--feather must be 0 or more, got {args.feather}")
+            if not args.skeleton_radius >= 0:  # NaN too
+                raise AA2Error(f"--skeleton-radius must be 0 or more (a fraction of the character's body size), "
+                               f"got {args.skeleton_radius}")
             check_path(args.aa2_modules, "--aa2-modules", "an aa2-modules .safetensors file (from python -m aa2_core train)")
             for flag, path, kind in (("--objects", args.objects, "a video of the objects' mask"), ("--depth", args.depth, "a depth video"),
                                      ("--driving-keypoints", args.driving_keypoints, "a POSE_KEYPOINT .json file")):
@@ -339,7 +348,7 @@ def main(argv=None) -> int:
                 net.to(args.device, dtype)
             models.vae.to(args.device)
             cond, scene = build_conditions(models, ref, poses, driving, mask, args.device, dtype, args.clip_preprocess, args.feather,
-                                           object_mask, depth, keypoints, character_poses)
+                                           object_mask, depth, keypoints, character_poses, args.skeleton_radius)
             progress = Progress()
             sampler = Sampler(MooreModels(models.denoising, models.pose), settings, device=args.device, dtype=dtype, on_step=progress)
             latents = sampler.sample(cond)
