@@ -49,7 +49,7 @@ class AA2Sampler:
         from ..aa2_core.families.moore import MooreModels
         from ..aa2_core.pipeline.sampler import Sampler, total_steps
 
-        if aa2_model.get("family") == "animate-x":
+        if isinstance(aa2_model, dict) and aa2_model.get("family") == "animate-x":
             return sample_animate_x(aa2_model, reference, pose, vae, seed, steps, cfg, scheduler, schedule,
                                     environment_mode, feather, batch_cfg, environment, environment_mask, objects, stitching)
         # settings first: a bad number is refused before the VAE encodes anything
