@@ -1,6 +1,6 @@
 """Proof on a CPU that the Animate Anyone 2 model learns content, on held-out clips, region by region.
 
-    python bench/train_proof.py                        # 3 seeds, the defaults (see the README for the time)
+    python bench/train_proof.py                        # 3 seeds, the defaults (measured: 23 min on the shared 2-core box, load 3-6)
     python bench/train_proof.py --seeds 0 --steps 150  # one quick seed
     python bench/train_proof.py --json proof.json      # per-seed figures and the summary
 
@@ -11,7 +11,9 @@ reads them, with its options passed explicitly (printed; its defaults change). T
 (the trainer's ``--modules all``: DenoisingNet with its AA2 modules, ReferenceNet, pose guider; stage 1, single
 frames) with the trainer's own pieces: ``select_trainable``, ``batches.draw``, ``TrainStep``'s loss,
 ``make_optimizer``, gradient clipping. accelerate is left out to keep the run short. A random *frozen* base
-cannot route what the environment input shows to the output, which is why the base trains here.
+cannot route what the environment input shows to the output, which is why the base trains here. The base
+restarts from PyTorch's default init (``fresh_init_``): from the tiny files' ``randomize_``d weights, or above
+lr ~3e-4, the unnormalised pose guider's features grow to std 40-170 and drown the other inputs.
 
 Three models per seed, from the same initial weights, on the same drawn samples and noise:
 
