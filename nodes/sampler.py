@@ -10,7 +10,7 @@ NODE = "AA2 Sampler"
 class AA2Sampler:
     @classmethod
     def INPUT_TYPES(cls):
-        from ..aa2_core.pipeline.options import Schedule, SchedulerName
+        from ..aa2_core.pipeline.options import EnvironmentMode, Schedule, SchedulerName
         from ..aa2_core.pipeline.prepare import DEFAULT_FEATHER
 
         return {
@@ -24,7 +24,7 @@ class AA2Sampler:
                 "cfg": ("FLOAT", {"default": 3.5, "min": 1.0, "max": 20.0, "step": 0.1, "tooltip": "classifier-free guidance scale; 1 skips the unconditional branch"}),
                 "scheduler": (SchedulerName.values(), {"default": SchedulerName.DDIM.value, "tooltip": "diffusers scheduler"}),
                 "schedule": (Schedule.values(), {"default": Schedule.MOORE.value, "tooltip": "moore: v-prediction, zero-SNR, trailing (the Moore-AnimateAnyone weights); sd15: epsilon models; animate_x: the released Animate-X schedule (zero-SNR linear_sd, v-prediction). With an Animate-X model, moore (the default) means the family's own animate_x"}),
-                "environment_mode": ("BOOLEAN", {"default": True, "tooltip": "keep the driving video's scene outside the mask at every step (works with the public weights)"}),
+                "environment_mode": (EnvironmentMode.values(), {"default": EnvironmentMode.AUTO.value, "tooltip": "put the driving video's (noised) scene back outside the mask at every step. auto: on while the AA2 environment modules are untrained (the public weights keep the scene only this way), off once trained ones are loaded (they read the scene themselves); on / off: always / never"}),
                 "feather": ("INT", {"default": DEFAULT_FEATHER, "min": 0, "max": 8, "tooltip": "latent pixels of soft edge around the mask in environment mode (the trainer uses the default)"}),
                 "batch_cfg": ("BOOLEAN", {"default": True, "tooltip": "run both guidance branches in one batch (faster); off halves the activation memory"}),
             },
@@ -35,6 +35,16 @@ class AA2Sampler:
                 "stitching": ("AA2_STITCH", {"tooltip": "long-video options; default: 24-frame clips with 4 motion frames"}),
             },
         }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, environment_mode):
+        """Also takes ``true`` / ``false``: workflows saved when environment_mode was an on/off toggle (on / off)."""
+        from ..aa2_core.pipeline.options import EnvironmentMode
+
+        if isinstance(environment_mode, bool) or environment_mode in EnvironmentMode.values():
+            return True
+        return (f"{NODE}: environment_mode must be one of {EnvironmentMode.values()} (or true / false from a workflow "
+                f"saved with the former toggle), got {environment_mode!r}")
 
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("latent",)

@@ -111,7 +111,7 @@ WIDGET_INPUTS = {"CreateVideo": [("fps", "FLOAT")]}
 
 ENV_MASK = [0, 0, 0.5]  # grid_rows, grid_cols, threshold (AA2 Environment Mask's widgets, in INPUT_TYPES order)
 LOADER = ["denoising_unet.pth", "reference_unet.pth", "pose_guider.pth", "motion_module.pth", "full", "auto", "none", "image_encoder.safetensors"]
-SAMPLER = [0, "fixed", 25, 3.5, "ddim", "moore", True, 1, True]  # seed, control, steps, cfg, scheduler, schedule, environment_mode, feather, batch_cfg
+SAMPLER = [0, "fixed", 25, 3.5, "ddim", "moore", "auto", 1, True]  # seed, control, steps, cfg, scheduler, schedule, environment_mode, feather, batch_cfg
 
 
 def moore_animation(sampler_widgets, extra_nodes=(), extra_links=(), note=""):
@@ -152,7 +152,7 @@ def retime(links, components):
 
 def workflow_moore():
     return moore_animation(
-        SAMPLER[:6] + [False, 1, True],
+        SAMPLER[:6] + ["off", 1, True],
         note="Animate Anyone (Moore weights), no environment: the character dances on its own background.\n"
         "driving_kps.mp4 is a skeleton video (OpenPose colours), e.g. rendered with AA2 Render Pose.\n"
         "The saved mp4 (H.264) has its frame rate and its audio, if any.",
@@ -161,7 +161,7 @@ def workflow_moore():
 
 def workflow_long_video():
     nodes, links = moore_animation(
-        SAMPLER[:6] + [False, 1, True],
+        SAMPLER[:6] + ["off", 1, True],
         extra_nodes=[("stitch", "AA2StitchingOptions", ["motion_frames", 24, 4, 4, "pyramid", "open"], (800, 560), (300, 160)),
                      ("colors", "AA2ColorMatchClips", [1.0], (1460, 300), (240, 80))],
         extra_links=[("stitch", 0, "sampler", "stitching"), ("stitch", 0, "colors", "stitching")],
@@ -202,8 +202,9 @@ def workflow_full_aa2():
         note="Full Animate Anyone 2: the character takes the driving video's place, in its scene, with its object.\n"
         "Inputs: driving.mp4, its skeleton video driving_kps.mp4, and mask videos of the character and of the object\n"
         "(white = inside; from AA2 SAM2 Segment Video or any segmentation node).\n"
-        "Environment mode keeps the scene outside the shape-agnostic mask with the public Moore weights;\n"
-        "trained AA2 modules (aa2_modules in the loader) add the environment/object/depth paths of the paper.\n"
+        "Environment mode (auto) keeps the scene outside the shape-agnostic mask with the public Moore weights;\n"
+        "trained AA2 modules (aa2_modules in the loader) add the environment/object/depth paths of the paper, and\n"
+        "auto then turns the step-wise scene pasting off (they read the scene themselves; on / off force it).\n"
         "The saved mp4 (H.264) has driving.mp4's frame rate and audio.",
     )
     # decoded frames go through the pixel-space composite before the video is made
@@ -214,7 +215,7 @@ def workflow_full_aa2():
 
 def workflow_retarget():
     nodes, links = moore_animation(
-        SAMPLER[:6] + [False, 1, True],
+        SAMPLER[:6] + ["off", 1, True],
         extra_nodes=[
             ("drv_kp", "AA2LoadPoseKeypoints", ["driving_pose.json"], (460, 600), (300, 60)),
             ("ref_kp", "AA2LoadPoseKeypoints", ["character_pose.json"], (460, 700), (300, 60)),
@@ -238,7 +239,7 @@ IPI_MODULES = "aa2_modules_ipi.safetensors"  # an aa2-modules file holding an Im
 
 def workflow_animate_x():
     nodes, links = moore_animation(
-        SAMPLER[:6] + [False, 1, True],
+        SAMPLER[:6] + ["off", 1, True],
         extra_nodes=[
             ("drv_video", "LoadVideo", ["driving.mp4", "image"], (460, 20), (300, 120)),
             ("drv", "GetVideoComponents", [], (800, 20), (240, 80)),
@@ -280,7 +281,7 @@ DWPOSE = ["yolox_l.onnx", "dw-ll_ucoco_384.onnx"]
 ANIMATE_X_LOADER = ["animate-x_ckpt.pth", "v2-1_512-ema-pruned.ckpt", "open_clip_pytorch_model.bin", "auto", "none"]
 # seed, control, steps (25: the released DDIM loop's own timesteps), cfg (released guide scale), scheduler, schedule,
 # environment_mode, feather, batch_cfg
-ANIMATE_X_SAMPLER = [0, "fixed", 25, 2.5, "ddim", "animate_x", True, 1, True]
+ANIMATE_X_SAMPLER = [0, "fixed", 25, 2.5, "ddim", "animate_x", "auto", 1, True]
 
 
 def workflow_animate_x_official():

@@ -12,7 +12,7 @@ from fractions import Fraction
 import pytest
 
 from conftest import (AA2_ONLY_FILE, DRIVING_FPS, FRAMES, IPI_FILE, KPS_FPS, ROOT, SIZE, TONE, comfyui_path, get_json,
-                      queue_workflow, run_workflow)
+                      post_json, queue_workflow, run_workflow, shrink, to_api)
 
 comfyui_path()
 WORKFLOWS = sorted(f for f in os.listdir(os.path.join(ROOT, "workflows")) if f.endswith(".json"))
@@ -95,3 +95,45 @@ def test_ipi_workflow_with_a_file_without_an_ipi_names_the_module_and_the_file(s
     message = error["exception_message"]
     assert message.startswith("AA2 Implicit Pose Indicator: ") and "Implicit Pose Indicator (IPI)" in message, message
     assert f"{os.sep}{AA2_ONLY_FILE} holds no 'ipi' module" in message, message
+
+
+def decoded(path):
+    import av
+    import numpy as np
+
+    with av.open(path) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])])
+
+
+def test_sampler_environment_mode_takes_the_former_toggle(server, workflow_videos):
+    """environment_mode became auto / on / off: a workflow saved with the former toggle still validates and runs,
+    ``true`` as on (here what auto gives: the public weights' environment modules are untrained) and ``false`` as
+    off; any other value is refused before anything runs, naming the node."""
+    import json
+    import numpy as np
+
+    name = "aa2_full_environment_object.json"
+    if name not in workflow_videos:
+        workflow_videos[name] = run_workflow(server, name)[1:]
+    auto = decoded(workflow_videos[name][1])
+
+    def run_with(value):
+        def edit(prompt):
+            samplers = [n for n in prompt.values() if n["class_type"] == "AA2Sampler"]
+            assert [n["inputs"]["environment_mode"] for n in samplers] == ["auto"]
+            samplers[0]["inputs"]["environment_mode"] = value
+        result = queue_workflow(server, name, edit)
+        assert result["status"]["status_str"] == "success", json.dumps(result["status"])[-3000:]
+        video = [v for out in result["outputs"].values() for v in out.get("images", []) + out.get("videos", [])][0]
+        return decoded(os.path.join(server[2], video["subfolder"], video["filename"]))
+
+    assert np.array_equal(run_with(True), auto)
+    assert not np.array_equal(run_with(False), auto)
+
+    url, info, _ = server
+    with open(os.path.join(ROOT, "workflows", name)) as f:
+        prompt = shrink(to_api(json.load(f), info))
+    next(n for n in prompt.values() if n["class_type"] == "AA2Sampler")["inputs"]["environment_mode"] = "sometimes"
+    status, body = post_json(url + "/prompt", {"prompt": prompt, "client_id": "aa2-test"})
+    assert status == 400, body
+    assert "AA2 Sampler: environment_mode must be one of ['auto', 'on', 'off']" in json.dumps(body), body

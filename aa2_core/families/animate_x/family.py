@@ -45,8 +45,9 @@ the diffusers-DDIM mode ends 0.079 away from the released 31-step loop (latents 
 **Noise.** The sampler's default noise is Moore's layout; ``diffusion.initial_noise(generator, ...)`` gives the
 released entrance's (with its reference posterior draw and offset noise): pass it to ``Sampler.sample(noise=...)``.
 
-**Keypoints.** The released ``process_data.py`` keeps DWPose's predicted position for a joint below its confidence
-threshold; the pack's keypoint tensor has 0 for a missing joint (``prepare.keypoint_tensor``).
+**Keypoints.** The released ``DWposeDetector`` writes -1 for the x and y of a joint below its confidence threshold and
+the IPI reads them as they are; ``prepare.keypoint_tensor(poses, missing=-1)`` gives that (the CLI's and the Animate-X
+nodes' keypoints), its default 0 is the pack's own training data's.
 """
 
 from __future__ import annotations
