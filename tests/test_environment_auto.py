@@ -287,3 +287,54 @@ def test_environment_mask_node_takes_the_character_pose_and_the_object_mask(pack
     composite = pack.NODE_CLASS_MAPPINGS["AA2CompositeEnvironment"]()
     out = composite.composite(torch.rand(2, H, W, 3), driving, mask, 2, object_mask=objects)[0]
     assert torch.equal(out[objects.bool()], driving[objects.bool()])
+
+
+def test_animate_x_cli_keeps_objects_and_does_not_clip_the_character(tmp_path, monkeypatch, capsys):
+    """animate --family animate-x with --character-keypoints: the region beyond the driving person that the wider
+    character's skeleton covers is regenerated (without the flag it is the driving video's); with --objects too, the
+    pixels of an object held there are the driving video's (without it they are regenerated)."""
+    import cv2
+
+    from aa2_core import video_io
+    from aa2_core.cli import animate as animate_cli
+    from aa2_core.cli.animate_x import write_tiny_animate_x_dir
+    from aa2_core.conditions.keypoints import poses_to_pose_keypoint
+
+    models = str(tmp_path / "models")
+    write_tiny_animate_x_dir(models)
+    g = torch.Generator().manual_seed(0)
+    frames = 2
+    objects = torch.zeros(frames, H, W, 3)
+    objects[:, 56:72, 12:26] = 1  # held by the wider character's right hand, left of the driving person's
+    media = {"drive.mp4": torch.rand(frames, H, W, 3, generator=g), "mask.mp4": silhouette()[None, ..., None].expand(frames, H, W, 3),
+             "objects.mp4": objects, "kps.mp4": torch.rand(frames, H, W, 3, generator=g)}
+    for name, video in media.items():
+        video_io.write_video(str(tmp_path / name), video, 8)
+    cv2.imwrite(str(tmp_path / "ref.png"), (torch.rand(H, W, 3, generator=g).numpy() * 255).astype(np.uint8))
+    (tmp_path / "character.json").write_text(json.dumps(poses_to_pose_keypoint([pose(1.3)] * frames)))
+    written = []
+    monkeypatch.setattr(video_io, "write_video", lambda path, video, *a, **k: written.append(video))
+
+    def run(*extra):
+        argv = ["--family", "animate-x", "--models", models, "--ref", str(tmp_path / "ref.png"), "--poses",
+                str(tmp_path / "kps.mp4"), "--video", str(tmp_path / "drive.mp4"), "--mask", str(tmp_path / "mask.mp4"),
+                "--steps", "1", "--device", "cpu", "--out", str(tmp_path / "o.mp4"), *extra]
+        assert animate_cli.main(argv) == 0, capsys.readouterr().out
+        return written[-1]
+
+    def differ(a, b):
+        return (a - b).abs().mean() > 0.05
+
+    read, person, box = (video_io.read_video(str(tmp_path / n))[0] for n in ("drive.mp4", "mask.mp4", "objects.mp4"))
+    person, box = person[..., 0], box[..., 0] > 0.5
+    character = ["--character-keypoints", str(tmp_path / "character.json")]
+    plain, grown, held = run(), run(*character), run(*character, "--objects", str(tmp_path / "objects.mp4"))
+    plain_region = environment_frames(read, person, (H, W))[1]
+    grown_region = environment_frames(read, person, (H, W), character_poses=[pose(1.3)] * frames)[1]
+    # the wider character's own extent, outside the person's region and its composite's feathered edge
+    beyond = (feathered(plain_region, 2) == 0) & (grown_region == 1) & ~box
+    assert beyond.sum() > 100
+    assert torch.equal(plain[beyond], read[beyond]) and differ(grown[beyond], read[beyond])
+    on_object = box & (grown_region == 1) & (person < 0.5)
+    assert on_object.sum() > 40
+    assert differ(grown[on_object], read[on_object]) and torch.equal(held[on_object], read[on_object])

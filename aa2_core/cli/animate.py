@@ -121,19 +121,32 @@ def character_keypoints(args, poses):
     return found[:frames]
 
 
+def condition_video(path, flag, poses):
+    """A condition video (``flag``: --objects, --depth) cut to the poses' frames and fitted to their size; None
+    without ``path``."""
+    if path is None:
+        return None
+    frames = poses.shape[0]
+    video = read_video(path, frames)[0]
+    if video.shape[0] < frames:
+        raise AA2Error(f"{flag} {path} has {video.shape[0]} frames; the poses have {frames}")
+    if images.fit_size(video.shape[1:3], poses.shape[1:3], f"{flag} {path}", "the pose video"):
+        video = images.resize(video, *poses.shape[1:3])
+    return video
+
+
+def check_skeleton_radius(args) -> None:
+    if not args.skeleton_radius >= 0:  # NaN too
+        raise AA2Error(f"--skeleton-radius must be 0 or more (a fraction of the character's body size), "
+                       f"got {args.skeleton_radius}")
+
+
 def extra_inputs(args, poses):
     """The optional condition files (--objects, --depth, --driving-keypoints), cut to the poses' frames and
     checked against their size, before any model loads."""
-    frames, object_mask, depth, keypoints = poses.shape[0], None, None, None
-    for flag, path in (("--objects", args.objects), ("--depth", args.depth)):
-        if path is None:
-            continue
-        video = read_video(path, frames)[0]
-        if video.shape[0] < frames:
-            raise AA2Error(f"{flag} {path} has {video.shape[0]} frames; the poses have {frames}")
-        if images.fit_size(video.shape[1:3], poses.shape[1:3], f"{flag} {path}", "the pose video"):
-            video = images.resize(video, *poses.shape[1:3])
-        object_mask, depth = (video, depth) if flag == "--objects" else (object_mask, video)
+    frames, keypoints = poses.shape[0], None
+    object_mask = condition_video(args.objects, "--objects", poses)
+    depth = condition_video(args.depth, "--depth", poses)
     if args.driving_keypoints:
         try:
             with open(args.driving_keypoints) as f:
@@ -250,7 +263,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=SchedulerName.DDIM.value, choices=SchedulerName.values())
     p.add_argument("--schedule", default=Schedule.MOORE.value, choices=Schedule.values(),
                    help="noise schedule of the weights: moore (v-prediction, zero terminal SNR) or sd15 (epsilon)")
-    p.add_argument("--objects", help="video of the held objects' mask (white = object), with --video: the object guider")
+    p.add_argument("--objects", help="video of the held objects' mask (white = object), with --video: kept from the driving "
+                                      "video, and the object guider's input (Moore family)")
     p.add_argument("--depth", help="depth video of the driving motion: structured depth for the pose modulation")
     p.add_argument("--driving-keypoints", help="POSE_KEYPOINT JSON of the driving video, with --video: the Implicit Pose "
                                                 "Indicator (needs an aa2-modules file that holds one)")
@@ -302,9 +316,7 @@ def main(argv=None) -> int:
                 raise AA2Error(f"--frames must be at least 1, got {args.frames}")
             if args.feather < 0:
                 raise AA2Error(f"--feather must be 0 or more, got {args.feather}")
-            if not args.skeleton_radius >= 0:  # NaN too
-                raise AA2Error(f"--skeleton-radius must be 0 or more (a fraction of the character's body size), "
-                               f"got {args.skeleton_radius}")
+            check_skeleton_radius(args)
             check_path(args.aa2_modules, "--aa2-modules", "an aa2-modules .safetensors file (from python -m aa2_core train)")
             for flag, path, kind in (("--objects", args.objects, "a video of the objects' mask"), ("--depth", args.depth, "a depth video"),
                                      ("--driving-keypoints", args.driving_keypoints, "a POSE_KEYPOINT .json file")):

@@ -3,7 +3,9 @@
 ``--family auto`` picks Animate-X when the models folder holds ``animate-x_ckpt.pth`` (``files.py``), else Moore.
 The schedule is the family's own (``animate_x``) unless ``--schedule sd15`` is asked for; the noise is the
 released entrance's for the seed (``diffusion.initial_noise``). The scene (``--video`` + ``--mask``) is kept by
-environment mode and the composite, as for Moore.
+environment mode and the composite, as for Moore; ``--character-keypoints`` grows the regenerated region to the
+character's own skeleton and ``--objects`` keeps the held objects from the driving video (the family has no object
+guider: the mask only keeps them).
 
 **The IPI** (``--driving-keypoints DRIVING.json --ref-keypoints REF.json``): the released entrance feeds the IPI the
 reference's keypoints first, then one row per driving frame (``process_single_pose_embedding``: ``bodies[:18]``,
@@ -130,10 +132,13 @@ def run_animate_x(args) -> int:
             check_output_file(args.out, "--out", (".mp4",))
             if args.frames is not None and args.frames < 1:
                 raise AA2Error(f"--frames must be at least 1, got {args.frames}")
-            for flag in ("aa2_modules", "objects", "depth"):
+            for flag in ("aa2_modules", "depth"):
                 if getattr(args, flag, None):
                     raise AA2Error(f"--{flag.replace('_', '-')} is not taken by the Animate-X family (its IPI is built "
                                    "in: give --driving-keypoints with --ref-keypoints)")
+            cli.check_skeleton_radius(args)
+            if args.objects and not args.video:
+                raise AA2Error("--objects keeps the held objects of the driving video: give --video (and --mask)")
             check_ipi_flags(args)
             if args.schedule == Schedule.MOORE.value:  # the default: the family's own schedule
                 args.schedule = Schedule.ANIMATE_X.value
@@ -146,6 +151,7 @@ def run_animate_x(args) -> int:
                 ref, poses = cli.tiny_inputs(args.frames or 8)
                 fps, driving, mask = 8.0, None, None
                 ipi_frames = poses  # --tiny has no driving video: its pose frames stand in for the IPI's CLIP input
+                object_mask = character_poses = None
             else:
                 models_dir = args.models
                 ref = images.check_reference(read_image(args.ref), f"--ref {args.ref}")
@@ -157,6 +163,10 @@ def run_animate_x(args) -> int:
                 driving, mask = cli.fit_scene(images.check_rgb(poses, f"--poses {args.poses}"), driving, mask,
                                               f"--video {args.video}", f"--mask {args.mask}")
                 ipi_frames = driving
+                # the family has no object guider: the objects are kept from the driving video, the region grows
+                # to the character's own skeleton (AA2 Environment Mask's object_mask and character_pose)
+                object_mask = cli.condition_video(args.objects, "--objects", poses)
+                character_poses = cli.character_keypoints(args, poses)
             ipi = read_ipi_keypoints(args, poses.shape[0])
             t0 = time.perf_counter()
             bundle = load_animate_x_family(models_dir)
@@ -185,8 +195,10 @@ def run_animate_x(args) -> int:
                 scene = environment = None
                 if driving is not None:
                     driving = images.resize(driving, *size)
-                    environment = environment_frames(driving, mask[..., 0], size)
-                    scene = (driving, environment[1])
+                    kept = None if object_mask is None else images.resize(object_mask, *size)[..., 0]
+                    environment = environment_frames(driving, mask[..., 0], size, character_poses=character_poses,
+                                                     object_mask=kept, skeleton_radius=args.skeleton_radius)
+                    scene = (driving, environment[1], kept)
                 cond = prepare_conditions(reference, poses, encode,
                                           environment=None if environment is None else environment[0],
                                           environment_mask=None if environment is None else environment[1],
@@ -198,7 +210,7 @@ def run_animate_x(args) -> int:
             progress.close()
             frames = images.vae_decode(bundle.vae, latents)
             if scene is not None:
-                frames = composite_environment(frames, *scene)
+                frames = composite_environment(frames, scene[0], scene[1], keep=scene[2])
             write_video(args.out, frames, fps, audio_from=cli.sound_source(args))
             print(f"wrote {frames.shape[0]} frames {frames.shape[2]}x{frames.shape[1]} to {args.out} with Animate-X "
                   f"in {time.perf_counter() - t0:.1f} s")
