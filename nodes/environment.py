@@ -10,6 +10,8 @@ CATEGORY = "AnimateAnyone2/environment"
 class AA2EnvironmentMask:
     @classmethod
     def INPUT_TYPES(cls):
+        from ..aa2_core.conditions.environment import SKELETON_RADIUS
+
         return {
             "required": {
                 "images": ("IMAGE", {"tooltip": "driving video frames"}),
@@ -21,6 +23,7 @@ class AA2EnvironmentMask:
             "optional": {
                 "character_pose": ("POSE_KEYPOINT", {"tooltip": "mask source 'driving person + character skeleton': the skeleton the character is animated with (AA2 Retarget Pose's output, one entry per frame). The regenerated region then also covers the character's own limbs and body (capsules around the retargeted skeleton), so a character wider or taller than the driving person is not clipped. Not connected: the driving person's mask alone (the paper's setting)"}),
                 "object_mask": ("MASK", {"tooltip": "the object guider's object mask: object pixels that are not the driving person are kept out of the regenerated region, so they stay the driving video's (connect the same mask to AA2 Composite Environment)"}),
+                "skeleton_radius": ("FLOAT", {"default": SKELETON_RADIUS, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "with character_pose: half-width of the capsules around the character's limbs, a fraction of its body size (neck to mid-hip); raise it for loose clothes or a tail"}),
             },
         }
 
@@ -32,7 +35,9 @@ class AA2EnvironmentMask:
                    "Mask source: the driving person; with character_pose connected, the driving person + the character's "
                    "retargeted skeleton (for a character of another build); object_mask keeps held objects from the driving video.")
 
-    def build(self, images, character_mask, grid_rows, grid_cols, threshold, character_pose=None, object_mask=None):
+    def build(self, images, character_mask, grid_rows, grid_cols, threshold, character_pose=None, object_mask=None,
+              skeleton_radius=None):
+        from ..aa2_core.conditions.environment import SKELETON_RADIUS
         from ..aa2_core.pipeline.prepare import environment_frames
 
         node = "AA2 Environment Mask"
@@ -52,7 +57,8 @@ class AA2EnvironmentMask:
             poses = poses[: images.shape[0]]
         # sides rounded to multiples of 8 by the pack's one size rule
         return core_call(node, environment_frames, images, character_mask, None, grid_rows or None, grid_cols or None,
-                         threshold=threshold, character_poses=poses, object_mask=object_mask)
+                         threshold=threshold, character_poses=poses, object_mask=object_mask,
+                         skeleton_radius=SKELETON_RADIUS if skeleton_radius is None else skeleton_radius)
 
 
 class AA2ObjectGuider:

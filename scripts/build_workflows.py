@@ -109,7 +109,7 @@ SOCKETS = {
 # widgets that a link may drive instead (the frontend then saves them as inputs with a "widget" entry)
 WIDGET_INPUTS = {"CreateVideo": [("fps", "FLOAT")]}
 
-ENV_MASK = [0, 0, 0.5]  # grid_rows, grid_cols, threshold (AA2 Environment Mask's widgets, in INPUT_TYPES order)
+ENV_MASK = [0, 0, 0.5, 0.2]  # grid_rows, grid_cols, threshold, skeleton_radius (AA2 Environment Mask's widgets, in INPUT_TYPES order)
 LOADER = ["denoising_unet.pth", "reference_unet.pth", "pose_guider.pth", "motion_module.pth", "full", "auto", "none", "image_encoder.safetensors"]
 SAMPLER = [0, "fixed", 25, 3.5, "ddim", "moore", "auto", 1, True]  # seed, control, steps, cfg, scheduler, schedule, environment_mode, feather, batch_cfg
 

@@ -282,6 +282,11 @@ def test_environment_mask_node_takes_the_character_pose_and_the_object_mask(pack
     expected = environment_frames(driving, person, character_poses=[pose(1.3)] * 2, object_mask=objects)
     assert torch.equal(mask, expected[1]) and torch.equal(env, expected[0])
     assert torch.equal(node.build(driving, person, 0, 0, 0.5)[1], environment_frames(driving, person)[1])
+    assert spec["skeleton_radius"][1]["default"] == 0.2  # the library's SKELETON_RADIUS
+    wide = node.build(driving, person, 0, 0, 0.5, character_pose=poses_to_pose_keypoint([pose(1.3)] * 2),
+                      skeleton_radius=0.35)[1]
+    assert torch.equal(wide, environment_frames(driving, person, character_poses=[pose(1.3)] * 2, skeleton_radius=0.35)[1])
+    assert wide.sum() > environment_frames(driving, person, character_poses=[pose(1.3)] * 2)[1].sum()
     with pytest.raises(ValueError, match="AA2 Environment Mask: object_mask has 3 frames but images has 2"):
         node.build(driving, person, 0, 0, 0.5, object_mask=torch.zeros(3, H, W))
     composite = pack.NODE_CLASS_MAPPINGS["AA2CompositeEnvironment"]()
