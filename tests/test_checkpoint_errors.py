@@ -74,12 +74,12 @@ def test_unbuildable_widths_are_named(tmp_path):
 
 
 # ---- CLIP vision head count ---------------------------------------------------------------------------
-def clip_file(tmp_path, hidden: int, heads: int, metadata=None) -> tuple:
+def clip_file(tmp_path, hidden: int, heads: int, metadata=None, hidden_act: str = "quick_gelu") -> tuple:
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     torch.manual_seed(0)
     config = CLIPVisionConfig(hidden_size=hidden, intermediate_size=64, projection_dim=32, num_hidden_layers=1,
-                              num_attention_heads=heads, patch_size=14, image_size=28)
+                              num_attention_heads=heads, patch_size=14, image_size=28, hidden_act=hidden_act)
     model = CLIPVisionModelWithProjection(config).eval()
     path = str(tmp_path / "clip.safetensors")
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path, metadata)
@@ -89,6 +89,31 @@ def clip_file(tmp_path, hidden: int, heads: int, metadata=None) -> tuple:
 def test_clip_heads_from_known_widths(tmp_path):
     nowhere = str(tmp_path / "clip.pth")  # no metadata, no config.json beside it
     assert [clip_heads(nowhere, w) for w in (768, 1024, 1280, 1664, 192)] == [12, 16, 16, 16, 3]
+
+
+def test_clip_activation_by_width_and_as_stated(tmp_path):
+    """OpenAI's CLIP (ViT-B/L, sd-image-variations) uses quick_gelu, the LAION ViT-H / bigG exact GELU; a stated
+    hidden_act (metadata, config.json beside the file) wins; the loaded tower gives the file's embeddings."""
+    import json
+
+    from aa2_core.checkpoints.loaders import clip_activation
+
+    nowhere = str(tmp_path / "clip.pth")
+    assert [clip_activation(nowhere, w) for w in (768, 1024, 1280, 1664)] == ["quick_gelu", "quick_gelu", "gelu", "gelu"]
+    img = torch.randn(1, 3, 28, 28, generator=torch.Generator().manual_seed(1))
+    model, path = clip_file(tmp_path, 1280, 16, hidden_act="gelu")  # a ViT-H-wide tower, one small layer
+    loaded = load_clip_vision(path)
+    assert loaded.config.hidden_act == "gelu"
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(pixel_values=img).image_embeds, model(pixel_values=img).image_embeds)
+    (tmp_path / "config.json").write_text(json.dumps({"vision_config": {"hidden_size": 1280, "hidden_act": "quick_gelu"}}))
+    assert load_clip_vision(path).config.hidden_act == "quick_gelu"
+    (tmp_path / "stated").mkdir()
+    _, path = clip_file(tmp_path / "stated", 96, 4, {"num_attention_heads": "4", "hidden_act": "gelu"}, hidden_act="gelu")
+    assert load_clip_vision(path).config.hidden_act == "gelu"
+    _, path = clip_file(tmp_path, 96, 4, {"num_attention_heads": "4", "hidden_act": "swishy"})
+    with pytest.raises(AA2Error, match=f"CLIP vision \\({path}\\): hidden_act 'swishy' is not an activation"):
+        load_clip_vision(path)
 
 
 def test_clip_of_unknown_width_without_head_count_is_refused(tmp_path):

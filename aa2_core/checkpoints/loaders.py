@@ -259,6 +259,9 @@ def _vae_diffusers_config(sd: dict, source: str) -> dict:
 # ---- CLIP image encoder --------------------------------------------------------------------------
 # widths do not fix the head count: ViT-B, ViT-L/14, ViT-H/14, bigG
 CLIP_HEADS = {768: 12, 1024: 16, 1280: 16, 1664: 16}
+# OpenAI's CLIP (ViT-B, ViT-L: sd-image-variations' encoder) uses quick_gelu; the LAION OpenCLIP ViT-H and ViT-bigG
+# exact GELU (as ComfyUI's clip_vision_config_h.json / _g.json say)
+CLIP_ACTIVATIONS = {1280: "gelu", 1664: "gelu"}
 CLIP_REQUIRED = (
     "vision_model.embeddings.patch_embedding.weight",
     "vision_model.embeddings.position_embedding.weight",
@@ -292,6 +295,7 @@ def load_clip_vision(path: str):
         projection_dim=sd["visual_projection.weight"].shape[0],
         num_hidden_layers=len(detect._indices(sd, r"vision_model\.encoder\.layers\.(\d+)\.")),
         num_attention_heads=clip_heads(path, hidden),
+        hidden_act=clip_activation(path, hidden),
         patch_size=patch.shape[-1],
         image_size=patch.shape[-1] * round((positions - 1) ** 0.5),
     )
@@ -313,17 +317,37 @@ def clip_heads(path: str, hidden: int) -> int:
     return heads
 
 
+def clip_activation(path: str, hidden: int) -> str:
+    """The MLP activation of a CLIP vision file: as its metadata or a config.json beside it states, else by width
+    (``CLIP_ACTIVATIONS``; OpenAI's quick_gelu otherwise). A wrong one still loads and gives other embeddings."""
+    from transformers.activations import ACT2FN
+
+    stated = read_metadata(path).get("hidden_act") or _beside_config(path, hidden).get("hidden_act")
+    act = stated or CLIP_ACTIVATIONS.get(hidden, "quick_gelu")
+    if act not in ACT2FN:
+        raise CheckpointError(f"CLIP vision ({path}): hidden_act {act!r} is not an activation transformers knows; "
+                              "expected gelu or quick_gelu")
+    return act
+
+
+def _beside_config(path: str, hidden: int) -> dict:
+    """The vision config in a config.json next to ``path`` when it describes a model of this width, else {}."""
+    config_path = os.path.join(os.path.dirname(os.path.abspath(path)), "config.json")
+    if not os.path.isfile(config_path):
+        return {}
+    config = _read_json(config_path, "CLIP vision")
+    config = config.get("vision_config", config)
+    return config if config.get("hidden_size") == hidden else {}  # else the config of another model in the folder
+
+
 def _stated_clip_heads(path: str, hidden: int) -> int | None:
     metadata = read_metadata(path)
     if "num_attention_heads" in metadata:
         return _head_count(metadata["num_attention_heads"], f"CLIP vision ({path}): metadata num_attention_heads")
-    config_path = os.path.join(os.path.dirname(os.path.abspath(path)), "config.json")
-    if not os.path.isfile(config_path):
+    config = _beside_config(path, hidden)
+    if "num_attention_heads" not in config:
         return None
-    config = _read_json(config_path, "CLIP vision")
-    config = config.get("vision_config", config)
-    if config.get("hidden_size") != hidden or "num_attention_heads" not in config:
-        return None  # the config of another model in the same folder
+    config_path = os.path.join(os.path.dirname(os.path.abspath(path)), "config.json")
     return _head_count(config["num_attention_heads"], f"CLIP vision: num_attention_heads in {config_path}")
 
 

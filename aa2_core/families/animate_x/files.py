@@ -24,7 +24,7 @@ encoder), or the SD2.1 checkpoint's ``cond_stage_model.model.*`` (the same froze
 exists does the family use a zero stand-in and warn (``family.py``). ``AnimateXBundle.text_source`` says which.
 
 **The image encoder** is built with OpenCLIP ViT-H/14's exact GELU and eps 1e-5 from either layout (ComfyUI's
-``clip_vision_config_h.json`` says the same ``gelu``; the generic CLIP loader's default is OpenAI's ``quick_gelu``),
+``clip_vision_config_h.json`` says the same ``gelu``, as does the generic CLIP loader for a 1280-wide tower),
 and ``embed`` takes the released entrance's input (``openclip.released_clip_pixels``: 8-bit image, PIL bilinear to
 224x224, CLIP mean/std) unless a ``clip_preprocess`` is named.
 """
