@@ -117,6 +117,8 @@ class ProofConfig:
     ablations: tuple = ("no_objects", "exact_masks")
     fresh_init: bool = True  # restart the base from PyTorch's default init (see fresh_init_)
     threads: int = 1  # a loaded 2-core machine: two OpenMP threads per small op spin and stall (50x slower)
+    device: str = "cpu"  # the models' device ("cuda" for a GPU run; data, noise and metrics stay on the CPU)
+    eval_at: tuple = ()  # step counts, besides the last, at which each model is measured too (a learning curve)
 
     def data_options(self, heldout: bool = False) -> dict:
         return dict(scale_range=None if heldout else self.scale_range,
@@ -160,6 +162,8 @@ def load_models(models_dir: str, cfg: ProofConfig, seed: int):
         fresh_init_(models)
     if cfg.stage == 1:  # as the trainer's stage 1: the UNet without its motion modules
         models.denoising.motion = None
+    for name in ("denoising", "reference", "pose", "vae", "image_encoder"):
+        getattr(models, name).to(cfg.device, torch.float32)
     return models
 
 
@@ -282,9 +286,10 @@ def eval_samples(models, heldout: TrainingSet, cfg: ProofConfig, seed: int) -> l
 
 # ---- training ----------------------------------------------------------------------------------
 
-def train_model(models, source, cfg: ProofConfig, seed: int, log=print, steps: int | None = None) -> list[float]:
+def train_model(models, source, cfg: ProofConfig, seed: int, log=print, steps: int | None = None, at=None) -> list[float]:
     """The trainer's step (``TrainStep``: its loss, its batches) on ``cfg.modules``, ``make_optimizer``'s AdamW on
-    ``parameter_groups`` (``--lr-scale``), the gradient clipped at 1 as ``train`` does. The trainer's own loop adds accelerate around the same pieces."""
+    ``parameter_groups`` (``--lr-scale``), the gradient clipped at 1 as ``train`` does. The trainer's own loop adds accelerate around the same pieces.
+    ``at(step)`` is called after each step in ``cfg.eval_at`` short of the last (gradients off while it runs)."""
     steps = cfg.steps if steps is None else steps
     select_trainable(models, list(cfg.modules), stage=cfg.stage)
     step = TrainStep(models, make_scheduler("ddim", "moore"), cfg.uncond_prob)
@@ -301,6 +306,8 @@ def train_model(models, source, cfg: ProofConfig, seed: int, log=print, steps: i
         losses.append(loss.item())
         if (i + 1) % every == 0:
             log(f"  step {i + 1}/{steps} loss {np.mean(losses[-every:]):.4f}")
+        if at is not None and i + 1 in cfg.eval_at and i + 1 < steps:
+            at(i + 1)
     for p in params:
         p.requires_grad_(False)
     return losses
@@ -312,14 +319,16 @@ def train_model(models, source, cfg: ProofConfig, seed: int, log=print, steps: i
 def predict_x0(models, clip, noisy: torch.Tensor, t: int, zero_environment: bool = False) -> torch.Tensor:
     """The denoiser's one-step clean-latent estimate for a held-out clip, (1, 4, f, h, w)."""
     scheduler = make_scheduler("ddim", "moore")
-    cond = clip_conditions(models, clip, "cpu", torch.float32)  # the reference through this model's ReferenceNet
-    inputs = network_inputs(Models(models.denoising, models.pose), cond, torch.arange(cond.num_frames), "cpu", torch.float32)
+    device = next(models.denoising.parameters()).device
+    cond = clip_conditions(models, clip, device, torch.float32)  # the reference through this model's ReferenceNet
+    inputs = network_inputs(Models(models.denoising, models.pose), cond, torch.arange(cond.num_frames), device, torch.float32)
     if zero_environment and "environment" in inputs:
         inputs["environment"] = torch.zeros_like(inputs["environment"])
     reference = models.denoising.reference_kv(cond.reference.tokens)
-    v = models.denoising(noisy, torch.tensor([t]), cond.reference.image_embeds, reference=reference, **inputs)
+    v = models.denoising(noisy.to(device), torch.tensor([t], device=device), cond.reference.image_embeds.to(device),
+                         reference=reference, **inputs)
     a = scheduler.alphas_cumprod[t].float()
-    return a.sqrt() * noisy - (1 - a).sqrt() * v.float()
+    return a.sqrt() * noisy - (1 - a).sqrt() * v.float().cpu()
 
 
 def weighted(err: torch.Tensor, w: torch.Tensor) -> float:
@@ -384,7 +393,27 @@ def environment_copied(models, samples: list[EvalSample]) -> dict:
     return {"environment": {"latent_mse": float(np.mean(acc))}}
 
 
-def run_seed(seed: int, cfg: ProofConfig, log=print) -> dict:
+def model_names(cfg: ProofConfig) -> tuple:
+    return ("trained",) + tuple(ABLATIONS[a] for a in cfg.ablations)
+
+
+@torch.no_grad()
+def evaluate_model(models, name: str, samples: list[EvalSample]) -> dict:
+    """One trained model's rows: its regions (the exact-mask model evaluated on the recipe's masks), for the
+    recipe's model also with the environment input zeroed and the object frames emptied, and the shape leak."""
+    feed = FEEDS[name] if name != "exact masks" else (lambda c: c)
+    results, leak = {name: measure(models, samples, feed)}, {}
+    if name == "trained":
+        results["trained, env zeroed"] = measure(models, samples, zero_environment=True)
+        results["trained, objects emptied"] = measure(models, samples, objects_emptied)
+    if name in ("trained", "exact masks"):
+        leak[name] = measure_leak(models, samples)
+    return {"results": results, "leak": leak}
+
+
+def run_seed(seed: int, cfg: ProofConfig, log=print, names=None, progress=None) -> dict:
+    """One seed: the baselines, then each model in ``names`` (default: the recipe's and the ablations) trained
+    from the same initial weights. ``progress(record)`` gets every measurement as it is made (``--progress``)."""
     torch.set_num_threads(cfg.threads)
     t0 = time.perf_counter()
     results, leak, losses, train_s = {}, {}, {}, {}
@@ -395,24 +424,83 @@ def run_seed(seed: int, cfg: ProofConfig, log=print) -> dict:
         results["untrained"] = measure(models, samples)
         results["best constant"] = best_constant(samples)
         results["environment latent copied"] = environment_copied(models, samples)
-        for name in ("trained",) + tuple(ABLATIONS[a] for a in cfg.ablations):
+        if progress:
+            progress({"seed": seed, "model": "baselines", "step": 0, "results": dict(results), "leak": {}})
+        for name in names or model_names(cfg):
             log(f"  {name}")
             models = load_models(models_dir, cfg, seed)  # the same initial weights for every model
+
+            def checkpoint(step, models=models, name=name):
+                if progress:
+                    progress({"seed": seed, "model": name, "step": step, **evaluate_model(models, name, samples)})
+
             t1 = time.perf_counter()
-            losses[name] = train_model(models, Fed(trainset, FEEDS[name]), cfg, seed, log)
+            losses[name] = train_model(models, Fed(trainset, FEEDS[name]), cfg, seed, log, at=checkpoint)
             train_s[name] = time.perf_counter() - t1
-            feed = FEEDS[name] if name != "exact masks" else (lambda c: c)  # evaluated on the recipe's masks
-            results[name] = measure(models, samples, feed)
-            if name == "trained":
-                results["trained, env zeroed"] = measure(models, samples, zero_environment=True)
-                results["trained, objects emptied"] = measure(models, samples, objects_emptied)
-            if name in ("trained", "exact masks"):
-                leak[name] = measure_leak(models, samples)
+            measured = evaluate_model(models, name, samples)
+            results.update(measured["results"])
+            leak.update(measured["leak"])
+            if progress:
+                progress({"seed": seed, "model": name, "step": cfg.steps, **measured})
     added = float(np.mean([float(s.ring.sum() / max(float(s.regions["character"].sum()), 1e-6)) for s in samples]))
     return {"seed": seed, "results": results, "leak": leak, "ring_over_character": added,
             "loss_first": {k: float(np.mean(v[: max(1, len(v) // 10)])) for k, v in losses.items()},
             "loss_last": {k: float(np.mean(v[-max(1, len(v) // 10):])) for k, v in losses.items()},
             "train_s": train_s, "total_s": time.perf_counter() - t0}
+
+
+def merge_runs(parts: list[dict]) -> dict:
+    """One seed's run from the runs of its models in separate processes (each measured the same baselines)."""
+    run = {"seed": parts[0]["seed"], "ring_over_character": parts[0]["ring_over_character"], "total_s": 0.0}
+    for key in ("results", "leak", "loss_first", "loss_last", "train_s"):
+        run[key] = {k: v for part in parts for k, v in part[key].items()}
+    run["total_s"] = sum(part["total_s"] for part in parts)
+    return run
+
+
+class ProgressFile:
+    """Appends each measurement as one JSON line (picklable: each process opens the file itself), so a run cut
+    short still leaves its learning curve."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __call__(self, record: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def runs_at_steps(records: list[dict]) -> dict:
+    """Progress records -> {step: [run per seed]} for the steps every seed's recipe model reached."""
+    baselines = {r["seed"]: r for r in records if r["model"] == "baselines"}
+    by_step = {}
+    for r in records:
+        if r["model"] != "baselines" and r["seed"] in baselines:
+            run = by_step.setdefault(r["step"], {}).setdefault(r["seed"], {"seed": r["seed"], "results": dict(baselines[r["seed"]]["results"]), "leak": {}})
+            run["results"].update(r["results"])
+            run["leak"].update(r["leak"])
+    seeds = sorted(baselines)
+    return {step: [runs[s] for s in seeds] for step, runs in sorted(by_step.items())
+            if all(s in runs and "trained" in runs[s]["results"] for s in seeds)}
+
+
+def format_curve(records: list[dict]) -> str:
+    """The checks at each measured step (mean ± std over the seeds that reached it)."""
+    lines = ["| steps | seeds | env / best constant | env zeroed / env | object: emptied - trained | object: without object input - trained | leak: exact - trained |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for step, runs in runs_at_steps(records).items():
+        checks = summarise(runs)["checks"]
+
+        def cell(key, paired=False):
+            if key not in checks:
+                return "-"
+            v = checks[key]
+            return f"{v[0]:+.3f} (min {v[1]:+.3f}, spread {v[2]:.3f})" if paired else f"{v[0]:.3f} ± {v[1]:.3f}"
+
+        lines.append(f"| {step} | {len(runs)} | {cell('env / best constant')} | {cell('env zeroed / env')} | "
+                     f"{cell('object: trained, objects emptied - trained', True)} | {cell('object: without object input - trained', True)} | "
+                     f"{cell('leak: exact masks - trained', True)} |")
+    return "\n".join(lines)
 
 
 # ---- the table ---------------------------------------------------------------------------------
@@ -503,9 +591,12 @@ def format_table(summary: dict, runs: list[dict], cfg: ProofConfig) -> str:
     return "\n".join(lines)
 
 
-def run_seed_printing(seed: int, cfg: ProofConfig) -> dict:
-    print(f"seed {seed}", flush=True)
-    return run_seed(seed, cfg, log=lambda line: print(f"[seed {seed}] {line.strip()}", flush=True))
+def run_task(seed: int, names: tuple, cfg: ProofConfig, progress_path: str | None = None) -> dict:
+    """One process's share: one seed's models ``names``, its lines prefixed with the seed."""
+    tag = f"seed {seed}" + (f", {'/'.join(names)}" if names != model_names(cfg) else "")
+    print(tag, flush=True)
+    return run_seed(seed, cfg, log=lambda line: print(f"[{tag}] {line.strip()}", flush=True), names=names,
+                    progress=ProgressFile(progress_path) if progress_path else None)
 
 
 def main(argv=None) -> int:
@@ -523,24 +614,35 @@ def main(argv=None) -> int:
     p.add_argument("--leak-mask", choices=("pixels", "grid"), default=ProofConfig.leak_mask)
     p.add_argument("--ablations", default=",".join(ProofConfig.ablations),
                    help=f"comma-separated, from {', '.join(ABLATIONS)} ('' for none)")
-    p.add_argument("--jobs", type=int, default=1, help="seeds run in parallel processes (one thread each; 2 on a 2-core "
-                                                         "machine halves the wall time, the figures are the same)")
+    p.add_argument("--jobs", type=int, default=1, help="parallel processes, each training one seed's one model (one thread "
+                                                         "each; the figures are the same as one after another)")
+    p.add_argument("--device", default=ProofConfig.device, help="the models' device, e.g. cuda (data and metrics stay on the CPU)")
+    p.add_argument("--eval-at", default="", help="comma-separated step counts at which each model is measured too (a learning curve)")
+    p.add_argument("--progress", help="append every measurement here as a JSON line as it is made (kept if the run is cut short)")
+    p.add_argument("--curve", metavar="PROGRESS", help="only print the checks per step from a --progress file, then exit")
     p.add_argument("--json", help="write the per-seed results and the summary here")
     args = p.parse_args(argv)
+    if args.curve:
+        with open(args.curve) as f:
+            print(format_curve([json.loads(line) for line in f if line.strip()]))
+        return 0
     cfg = ProofConfig(steps=args.steps, lr=args.lr, batch=args.batch, train_clips=args.train_clips, eval_clips=args.eval_clips,
                       height=args.size, width=args.size, scale_range=tuple(args.scale_range) if args.scale_range else None,
                       pose_indicator=args.pose_indicator, reference_background=args.reference_background,
-                      leak_mask=args.leak_mask, ablations=tuple(a for a in args.ablations.split(",") if a))
+                      leak_mask=args.leak_mask, ablations=tuple(a for a in args.ablations.split(",") if a),
+                      device=args.device, eval_at=tuple(int(s) for s in args.eval_at.split(",") if s))
     print(f"TrainingSet options: {cfg.data_options()}; held-out: {cfg.data_options(heldout=True)}", flush=True)
     t0 = time.perf_counter()
-    if args.jobs > 1:  # one process per seed, each on cfg.threads threads: the same figures as one after another
+    if args.jobs > 1:  # one process per seed and model, each on cfg.threads threads
         from concurrent.futures import ProcessPoolExecutor
         from multiprocessing import get_context
 
+        tasks = [(seed, (name,)) for seed in args.seeds for name in model_names(cfg)]
         with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-            runs = list(pool.map(run_seed_printing, args.seeds, [cfg] * len(args.seeds)))
+            parts = list(pool.map(run_task, *zip(*tasks), [cfg] * len(tasks), [args.progress] * len(tasks)))
+        runs = [merge_runs([part for (s, _), part in zip(tasks, parts) if s == seed]) for seed in args.seeds]
     else:
-        runs = [run_seed_printing(seed, cfg) for seed in args.seeds]
+        runs = [run_task(seed, model_names(cfg), cfg, args.progress) for seed in args.seeds]
     summary = summarise(runs)
     if args.json:
         with open(args.json, "w") as f:
@@ -549,6 +651,9 @@ def main(argv=None) -> int:
                        "leak": {" | ".join(k): v for k, v in summary["leak"].items()},
                        "checks": summary["checks"]}, f, indent=1)
     print(format_table(summary, runs, cfg))
+    if cfg.eval_at and args.progress:
+        with open(args.progress) as f:
+            print("\nlearning curve (from --progress):\n" + format_curve([json.loads(line) for line in f if line.strip()]))
     print(f"total {time.perf_counter() - t0:.0f} s")
     return 0
 
