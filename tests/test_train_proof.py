@@ -7,7 +7,7 @@ held-out synthetic clips by the one-step clean-latent error at fixed timesteps a
   that a model learning only the latents' statistics reaches): content, not statistics;
 * zeroing the environment input raises it: the content comes through that input.
 
-The bench's full run (3 seeds, twice the steps, with the object and exact-mask ablations) is in the README; at
+The bench's full run (3 seeds, 1000 steps, 128x128, fixed VAE norms, with the ablations) is in the README; at
 150 steps the margins are small (below), but the run is deterministic (fixed seeds, one thread) and the
 mutation below lands on the other side of both.
 
