@@ -28,7 +28,8 @@ clean frame) and the denoiser's one-step estimate of the clean latents ``x0 = sq
 is compared with the true latents inside
 
 * environment: outside the formulated mask (what the environment input shows the model);
-* object: the ball's mask (the formulated mask covers most of it: only the object guider shows it);
+* object: the ball where the formulated mask hides it (there only the object frames show it; the ball is held
+  against the chest, ``--ball-hold front``: at arm's length ~95 % of it stays in the environment input);
 * character: the character's mask;
 
 against the best constant guess (each region's true mean latent per channel, an oracle: a model that only
@@ -88,7 +89,8 @@ from aa2_core.training.dataset_format import read_clip, read_index  # noqa: E402
 from aa2_core.training.modules import parameter_groups, select_trainable  # noqa: E402
 from aa2_core.training.optim import make_optimizer  # noqa: E402
 from aa2_core.training.step import TrainStep, clip_conditions  # noqa: E402
-from aa2_core.training.synthetic import write_synthetic_set  # noqa: E402
+from aa2_core.training.blend_init import BLEND_INITS, init_blends  # noqa: E402
+from aa2_core.training.synthetic import BALL_HOLDS, write_synthetic_set  # noqa: E402
 
 MODELS = ("trained", "without object input", "exact masks")  # trained per seed; the last two are ablations
 ABLATIONS = {"no_objects": "without object input", "exact_masks": "exact masks"}
@@ -129,6 +131,11 @@ class ProofConfig:
     device: str = "cpu"  # the models' device ("cuda" for a GPU run; data, noise and metrics stay on the CPU)
     eval_at: tuple = ()  # step counts, besides the last, at which each model is measured too (a learning curve)
     vae_norms: str = "fixed"  # the tiny VAE encoder's group norms: statistics calibrated once (local_vae_) or "frame"
+    # where the synthetic character holds its ball: "front" (against the chest, where the formulated mask hides ~2/3 of
+    # it, as it hides a held object in the paper's videos) or "out" (at arm's length: ~95 % of it stays in the
+    # environment input, which then shows the ball and leaves the object guider nothing to add)
+    ball_hold: str = "front"
+    blend_init: str = "auto"  # the trainer's --blend-init (auto: "paper" here, as the base trains too)
 
     def data_options(self, heldout: bool = False) -> dict:
         return dict(scale_range=None if heldout else self.scale_range,
@@ -148,6 +155,7 @@ class EvalSample:
     regions: dict  # name -> latent weights [f, h, w] (pixel area per latent cell)
     ring: torch.Tensor  # latent weights of the ring larger mask - character - ball
     leaked: torch.Tensor  # (1, 4, f, h, w) latents of the frames with the character stretched over the ring
+    ball_hidden: float  # the fraction of the ball's pixels inside the formulated mask
 
 
 # ---- data and models ----------------------------------------------------------------------------
@@ -156,10 +164,11 @@ def prepare_run(seed: int, cfg: ProofConfig, workdir: str):
     """Tiny models of this seed, a training set and a held-out set (different scenes and characters)."""
     models_dir = os.path.join(workdir, "models")
     write_tiny_models_dir(models_dir, seed)
-    write_synthetic_set(os.path.join(workdir, "train"), cfg.train_clips, cfg.clip_frames, cfg.height, cfg.width, seed=seed)
+    write_synthetic_set(os.path.join(workdir, "train"), cfg.train_clips, cfg.clip_frames, cfg.height, cfg.width, seed=seed,
+                        ball_hold=cfg.ball_hold)
     unit_scale_vae(os.path.join(models_dir, "vae", "sd-vae-ft-mse.safetensors"), os.path.join(workdir, "train"))
     write_synthetic_set(os.path.join(workdir, "heldout"), cfg.eval_clips, cfg.clip_frames, cfg.height, cfg.width,
-                        seed=1_000_003 + seed)
+                        seed=1_000_003 + seed, ball_hold=cfg.ball_hold)
     train = TrainingSet(os.path.join(workdir, "train"), frames=1 if cfg.stage == 1 else cfg.frames, **cfg.data_options())
     heldout = TrainingSet(os.path.join(workdir, "heldout"), frames=cfg.frames, **cfg.data_options(heldout=True))
     return models_dir, train, heldout
@@ -331,7 +340,9 @@ def eval_samples(models, heldout: TrainingSet, cfg: ProofConfig, seed: int) -> l
         info = clip.info
         record = read_clip(os.path.join(heldout.root, info["clip"], "clip.safetensors"), info["start"], info["start"] + heldout.span)
         character, ball = clip.character_mask.float(), record.objects.float()
-        pixel = {"environment": 1 - clip.environment_mask.float(), "object": ball, "character": character}
+        # the object region is the ball where the formulated mask hides it: there only the object frames show it
+        pixel = {"environment": 1 - clip.environment_mask.float(), "object": ball * clip.environment_mask.float(),
+                 "character": character}
         regions = {name: latent_weights(m, hw) for name, m in pixel.items()}
         larger = shape_agnostic_mask(character, inference=cfg.leak_mask)
         environment, mask = environment_sequence(clip.frames, larger, size=heldout.size)
@@ -341,7 +352,8 @@ def eval_samples(models, heldout: TrainingSet, cfg: ProofConfig, seed: int) -> l
         for j, t in enumerate(cfg.eval_timesteps):
             noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed * 104729 + 31 * i + j))
             noisy = scheduler.add_noise(latents, noise, torch.tensor([t]))
-            out.append(EvalSample(clip, leak_clip, latents, noisy, int(t), regions, latent_weights(ring, hw), leaked))
+            out.append(EvalSample(clip, leak_clip, latents, noisy, int(t), regions, latent_weights(ring, hw), leaked,
+                                  float(pixel["object"].sum() / max(float(ball.sum()), 1e-6))))
     return out
 
 
@@ -352,7 +364,8 @@ def train_model(models, source, cfg: ProofConfig, seed: int, log=print, steps: i
     ``parameter_groups`` (``--lr-scale``), the gradient clipped at 1 as ``train`` does. The trainer's own loop adds accelerate around the same pieces.
     ``at(step)`` is called after each step in ``cfg.eval_at`` short of the last (gradients off while it runs)."""
     steps = cfg.steps if steps is None else steps
-    select_trainable(models, list(cfg.modules), stage=cfg.stage)
+    chosen = select_trainable(models, list(cfg.modules), stage=cfg.stage)
+    log(f"  {init_blends(models, cfg.blend_init, chosen)}")
     step = TrainStep(models, make_scheduler("ddim", "moore"), cfg.uncond_prob)
     params = [p for p in step.parameters() if p.requires_grad]
     optimizer, _ = make_optimizer(parameter_groups(models, cfg.lr, dict(cfg.lr_scale)), "adamw", cfg.lr)
@@ -507,7 +520,8 @@ def run_seed(seed: int, cfg: ProofConfig, log=print, names=None, progress=None) 
             if progress:
                 progress({"seed": seed, "model": name, "step": cfg.steps, **measured})
     added = float(np.mean([float(s.ring.sum() / max(float(s.regions["character"].sum()), 1e-6)) for s in samples]))
-    return {"seed": seed, "results": results, "leak": leak, "ring_over_character": added,
+    hidden = float(np.mean([s.ball_hidden for s in samples]))
+    return {"seed": seed, "results": results, "leak": leak, "ring_over_character": added, "ball_hidden": hidden,
             "loss_first": {k: float(np.mean(v[: max(1, len(v) // 10)])) for k, v in losses.items()},
             "loss_last": {k: float(np.mean(v[-max(1, len(v) // 10):])) for k, v in losses.items()},
             "train_s": train_s, "total_s": time.perf_counter() - t0}
@@ -515,7 +529,8 @@ def run_seed(seed: int, cfg: ProofConfig, log=print, names=None, progress=None) 
 
 def merge_runs(parts: list[dict]) -> dict:
     """One seed's run from the runs of its models in separate processes (each measured the same baselines)."""
-    run = {"seed": parts[0]["seed"], "ring_over_character": parts[0]["ring_over_character"], "total_s": 0.0}
+    run = {"seed": parts[0]["seed"], "ring_over_character": parts[0]["ring_over_character"],
+           "ball_hidden": parts[0].get("ball_hidden"), "total_s": 0.0}
     for key in ("results", "leak", "loss_first", "loss_last", "train_s"):
         run[key] = {k: v for part in parts for k, v in part[key].items()}
     run["total_s"] = sum(part["total_s"] for part in parts)
@@ -559,7 +574,7 @@ def format_curve(records: list[dict]) -> str:
             if key not in checks:
                 return "-"
             v = checks[key]
-            return f"{v[0]:+.3f} (min {v[1]:+.3f}, spread {v[2]:.3f})" if paired else f"{v[0]:.3f} ± {v[1]:.3f}"
+            return f"{v[0]:+.3f} ± {v[3]:.3f} (min {v[1]:+.3f})" if paired else f"{v[0]:.3f} ± {v[1]:.3f}"
 
         lines.append(f"| {step} | {len(runs)} | {cell('env / best constant')} | {cell('env zeroed / env')} | "
                      f"{cell('object: trained, objects emptied - trained', True)} | {cell('object: without object input - trained', True)} | "
@@ -604,11 +619,12 @@ def summarise(runs: list[dict]) -> dict:
         if all(other in r["results"] for r in runs):
             paired = [obj(r, other) - obj(r, "trained") for r in runs]
             spread = max(stats[("trained", "object")][1], stats[(other, "object")][1])
-            checks[f"object: {other} - trained"] = (float(np.mean(paired)), float(np.min(paired)), spread)
+            checks[f"object: {other} - trained"] = (float(np.mean(paired)), float(np.min(paired)), spread, float(np.std(paired)))
     if ("exact masks", "leak") in leak:
         paired = [r["leak"]["exact masks"]["leak"] - r["leak"]["trained"]["leak"] for r in runs]
         checks["leak: exact masks - trained"] = (float(np.mean(paired)), float(np.min(paired)),
-                                                 max(leak[("trained", "leak")][1], leak[("exact masks", "leak")][1]))
+                                                 max(leak[("trained", "leak")][1], leak[("exact masks", "leak")][1]),
+                                                 float(np.std(paired)))
     return {"stats": stats, "leak": leak, "checks": checks}
 
 
@@ -616,10 +632,13 @@ def format_table(summary: dict, runs: list[dict], cfg: ProofConfig) -> str:
     stats, leak, checks = summary["stats"], summary["leak"], summary["checks"]
     lines = [f"seeds {[r['seed'] for r in runs]}; modules {','.join(cfg.modules)}, stage {cfg.stage}, {cfg.steps} steps x "
              f"batch {cfg.batch} at lr {cfg.lr}; {cfg.width}x{cfg.height}, {cfg.train_clips} training clips; VAE norms {cfg.vae_norms!r}; held-out "
-             f"{cfg.eval_clips} clips x {cfg.frames} frames x timesteps {list(cfg.eval_timesteps)}",
+             f"{cfg.eval_clips} clips x {cfg.frames} frames x timesteps {list(cfg.eval_timesteps)}; ball held {cfg.ball_hold!r}; "
+             f"blend init {cfg.blend_init!r}",
              f"TrainingSet options: {cfg.data_options()} (held-out: {cfg.data_options(heldout=True)}); "
              f"larger mask for the leak: inference reading {cfg.leak_mask!r}",
-             "one-step x0 estimate vs the true latents, latent MSE per region (mean ± std over seeds)", ""]
+             "one-step x0 estimate vs the true latents, latent MSE per region (mean ± std over seeds); the object region: "
+             f"the ball where the formulated mask hides it ({100 * np.mean([r.get('ball_hidden') or 0 for r in runs]):.0f} % of "
+             "the ball's pixels)", ""]
     lines += ["| variant | environment | object | character |", "| --- | --- | --- | --- |"]
     for variant in VARIANTS:
         if any((variant, r) in stats for r in REGIONS):
@@ -645,8 +664,9 @@ def format_table(summary: dict, runs: list[dict], cfg: ProofConfig) -> str:
                      f"(VAE norms {cfg.vae_norms!r})")
     for key, value in checks.items():
         if key.startswith(("object", "leak")):
-            (mean, low, spread), tag = value, "(b)" if key.startswith("object") else "(c)"
-            lines.append(f"  {tag} {key}: {mean:+.3f} (smallest paired {low:+.3f}; seed spread {spread:.3f})")
+            (mean, low, spread, paired_spread), tag = value, "(b)" if key.startswith("object") else "(c)"
+            lines.append(f"  {tag} {key}: {mean:+.3f} (smallest paired {low:+.3f}; its spread over seeds {paired_spread:.3f}; "
+                         f"the errors' own seed spread {spread:.3f})")
     names = list(runs[0]["loss_first"])
     lines += ["", "training loss (first->last 10%): " + "; ".join(
         f"{n}: " + ", ".join(f"{r['loss_first'][n]:.3f}->{r['loss_last'][n]:.3f}" for r in runs) for n in names),
@@ -686,6 +706,9 @@ def main(argv=None) -> int:
     p.add_argument("--curve", metavar="PROGRESS", help="only print the checks per step from a --progress file, then exit")
     p.add_argument("--vae-norms", choices=("frame", "fixed"), default=ProofConfig.vae_norms,
                    help="the tiny VAE encoder's group norms: per frame (as built) or statistics fixed once (local latents)")
+    p.add_argument("--ball-hold", choices=BALL_HOLDS, default=ProofConfig.ball_hold,
+                   help="the synthetic ball: against the chest (mostly under the mask) or at arm's length (mostly visible)")
+    p.add_argument("--blend-init", choices=BLEND_INITS, default=ProofConfig.blend_init, help="the trainer's --blend-init")
     p.add_argument("--json", help="write the per-seed results and the summary here")
     args = p.parse_args(argv)
     if args.curve:
@@ -696,7 +719,8 @@ def main(argv=None) -> int:
                       height=args.size, width=args.size, scale_range=tuple(args.scale_range) if args.scale_range else None,
                       pose_indicator=args.pose_indicator, reference_background=args.reference_background,
                       leak_mask=args.leak_mask, ablations=tuple(a for a in args.ablations.split(",") if a),
-                      device=args.device, eval_at=tuple(int(s) for s in args.eval_at.split(",") if s), vae_norms=args.vae_norms)
+                      device=args.device, eval_at=tuple(int(s) for s in args.eval_at.split(",") if s), vae_norms=args.vae_norms,
+                      ball_hold=args.ball_hold, blend_init=args.blend_init)
     print(f"TrainingSet options: {cfg.data_options()}; held-out: {cfg.data_options(heldout=True)}", flush=True)
     t0 = time.perf_counter()
     if args.jobs > 1:  # one process per seed and model, each on cfg.threads threads

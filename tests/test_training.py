@@ -173,6 +173,7 @@ def test_cli_writes_file_logs_checkpoint_and_validation_video(tmp_path, models_d
     losses, log = run_cli(capsys, args)
     assert len(losses) == 2 and all(math.isfinite(v) and v > 0 for v in losses), log
     assert "optimizer: AdamW" in log and "mixed precision: no" in log and "= 2 clips per step" in log
+    assert "spatial blends start as 'identity'" in log  # --blend-init auto on a frozen base (test_blend_init.py)
     lrs = [float(v) for v in re.findall(r" lr (\S+) ", log)]
     assert lrs == [pytest.approx(5e-4), pytest.approx(1e-3)], lrs  # warm-up: half the rate, then the rate
 
@@ -204,6 +205,7 @@ def test_stage_1_trains_single_frames_without_temporal_layers(tmp_path, models_d
     assert meta["training"]["stage"] == 1 and meta["training"]["recipe"]["frames"] == 4
     # the file says which recipe made it, the reference's background included (the default: a plain colour)
     assert meta["training"]["recipe"]["reference_background"] == "colour"
+    assert meta["training"]["recipe"]["blend_init"] == "auto"
     assert not any(k.startswith("motion.") for k in parts["denoising"]) and not any(k.startswith("temporal.") for k in parts["pose"])
 
 

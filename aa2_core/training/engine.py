@@ -36,6 +36,7 @@ from ..checkpoints.io import _reason, write_safetensors
 from ..errors import AA2Error, describe_keys
 from ..pipeline.schedulers import make_scheduler
 from . import batches
+from .blend_init import init_blends
 from .modules import count, parameter_groups, select_trainable, trained_parts
 from .optim import Progress, make_optimizer, warmup_schedule
 from .step import TrainStep
@@ -68,6 +69,7 @@ def load_models(args, accelerator):
         if getattr(models.denoising, "mamba", None) is not None:
             models.denoising.mamba = None
     chosen = select_trainable(models, args.modules, args.stage)
+    models.blend_init = init_blends(models, getattr(args, "blend_init", "auto"), chosen)
     place_models(models, chosen, accelerator.device, accelerator.mixed_precision, args.gradient_checkpointing)
     return models, chosen
 
@@ -353,7 +355,7 @@ def train(args, source) -> dict:
     log(f"training {'+'.join(args.modules)} (stage {args.stage}): {count(models, chosen):,} parameters; optimizer: {optimizer_name}; "
         f"mixed precision: {accelerator.mixed_precision}; {world} process(es) x batch {args.batch_size} x accumulation "
         f"{args.grad_accum} = {world * args.batch_size * args.grad_accum} clips per step; gradient checkpointing "
-        f"{'on' if args.gradient_checkpointing else 'off'}; steps {progress.step + 1} to {args.steps}")
+        f"{'on' if args.gradient_checkpointing else 'off'}; steps {progress.step + 1} to {args.steps}; {models.blend_init}")
     if args.tensorboard:
         accelerator.init_trackers("aa2_train", config=_hparams(args))
     validation_clip = source.sample(torch.Generator().manual_seed(batches.sample_seed(args.seed, 0, 0, 2))) if args.validate_every else None
@@ -466,7 +468,7 @@ def write_output(args, accelerator, step_module, state, chosen, steps):
 def _hparams(args) -> dict:
     keys = ("modules", "stage", "frames", "stride", "batch_size", "grad_accum", "lr", "warmup_steps", "optimizer", "mixed_precision",
             "gradient_checkpointing", "uncond_prob", "schedule", "scale_range", "pose_indicator", "reference_background", "seed",
-            "fusion_blocks")
+            "fusion_blocks", "blend_init")
     out = {}
     for k in keys:
         v = getattr(args, k, None)

@@ -2,7 +2,9 @@
 
 Each clip is a small video of a textured scene that pans slowly, a jointed character that moves an
 OpenPose-18 skeleton over time (limbs drawn as thick capsules in a per-clip appearance) and a ball
-held in its right hand. Because everything is drawn, the masks (character, object), the keypoints and
+held in its right hand: at arm's length (``ball_hold="out"``, the default) or against the chest
+(``"front"``, where a formulated mask grown from the character hides most of it, as it hides a held
+object in the paper's videos). Because everything is drawn, the masks (character, object), the keypoints and
 the depth map are exact, which is what a proof that the AA2 modules learn needs: the environment
 input must learn to copy the scene, the object guider the ball, the pose modulation the limbs.
 
@@ -111,11 +113,19 @@ def skeleton(rig: Rig, t: int) -> tuple[np.ndarray, dict]:
     return j, depth
 
 
-def ball_centre(rig: Rig, joints: np.ndarray) -> np.ndarray:
-    """The ball touches the hand: just past the right wrist along the forearm, the wrist point left visible."""
-    wrist, elbow = joints[JOINT["right_wrist"]], joints[JOINT["right_elbow"]]
-    direction = (wrist - elbow) / max(np.linalg.norm(wrist - elbow), 1e-6)
-    return wrist + direction * (rig.ball + 0.4 * rig.limb)
+BALL_HOLDS = ("out", "front")
+
+
+def ball_centre(rig: Rig, joints: np.ndarray, hold: str = "out") -> np.ndarray:
+    """The ball touches the hand, the wrist point left visible: ``"out"`` just past the right wrist along the
+    forearm (at arm's length, beside the body); ``"front"`` on the wrist's side towards the torso's centre (held
+    against the chest, drawn in front of the body)."""
+    wrist = joints[JOINT["right_wrist"]]
+    if hold == "front":
+        toward = (joints[JOINT["neck"]] + joints[JOINT["right_hip"]] + joints[JOINT["left_hip"]]) / 3 - wrist
+    else:
+        toward = wrist - joints[JOINT["right_elbow"]]
+    return wrist + toward / max(np.linalg.norm(toward), 1e-6) * (rig.ball + 0.4 * rig.limb)
 
 
 PART_BONES = {
@@ -190,7 +200,8 @@ def ball_texture(colours, height: int, width: int, centre: np.ndarray, radius: f
     return np.where(left, colours[0], colours[1]).astype(np.float64)
 
 
-def render_clip(rng: np.random.Generator, frames: int, height: int, width: int) -> tuple[ClipRecord, np.ndarray]:
+def render_clip(rng: np.random.Generator, frames: int, height: int, width: int,
+                ball_hold: str = "out") -> tuple[ClipRecord, np.ndarray]:
     """One clip: draw scene, then character parts and the ball back to front through a depth buffer.
 
     Returns the record and the scene alone ``[N, H, W, 3]`` uint8 (what the frames show where nothing is drawn).
@@ -216,7 +227,7 @@ def render_clip(rng: np.random.Generator, frames: int, height: int, width: int) 
         label = np.zeros((height, width), np.uint8)  # 0 scene, 1 character, 2 object
         joints, part_depth = skeleton(rig, t)
         layers = [(part_depth[p], part_mask(p, rig, joints, height, width), textures[p], 1) for p in part_depth]
-        centre = ball_centre(rig, joints)
+        centre = ball_centre(rig, joints, ball_hold)
         layers.append((part_depth["right_arm"] + 0.05, ball_mask(centre, rig.ball, height, width),
                        ball_texture(rig.ball_colours, height, width, centre, rig.ball), 2))
         for d, mask, texture, kind in sorted(layers, key=lambda layer: layer[0]):  # far to near
@@ -231,28 +242,34 @@ def render_clip(rng: np.random.Generator, frames: int, height: int, width: int) 
     return record, scene_video
 
 
-def synthetic_clip(seed: int, index: int, frames: int = 16, height: int = 64, width: int = 64, with_scene: bool = False):
+def synthetic_clip(seed: int, index: int, frames: int = 16, height: int = 64, width: int = 64, with_scene: bool = False,
+                   ball_hold: str = "out"):
     """Clip ``index`` of the set with ``seed``: its own generator, so it does not depend on the other clips.
 
-    Returns the ``ClipRecord``, or ``(record, scene frames)`` with ``with_scene`` (for checks).
+    Returns the ``ClipRecord``, or ``(record, scene frames)`` with ``with_scene`` (for checks). ``ball_hold``
+    (``BALL_HOLDS``) moves only the ball: the same seed draws the same scene, character and motion.
     """
+    if ball_hold not in BALL_HOLDS:
+        raise ValueError(f"synthetic_clip: ball_hold is {ball_hold!r}; expected one of {BALL_HOLDS}")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index)]))
-    record, scene = render_clip(rng, frames, height, width)
+    record, scene = render_clip(rng, frames, height, width, ball_hold)
     record.source = f"synthetic seed={seed} clip={index}"
     return (record, scene) if with_scene else record
 
 
 def write_synthetic_set(root: str, clips: int = 8, frames: int = 16, height: int = 64, width: int = 64,
-                        seed: int = 0) -> dict:
+                        seed: int = 0, ball_hold: str = "out") -> dict:
     """Write ``clips`` synthetic clips as a training set (``dataset.json`` + one folder per clip) under ``root``.
 
     Returns the index written. ``height`` and ``width`` are the training size (multiples of 8, as
-    ``prepare`` writes).
+    ``prepare`` writes). ``ball_hold``: see ``synthetic_clip``.
     """
+    if ball_hold not in BALL_HOLDS:
+        raise ValueError(f"write_synthetic_set: ball_hold is {ball_hold!r}; expected one of {BALL_HOLDS}")
     os.makedirs(root, exist_ok=True)
     entries = []
     for i in range(clips):
-        record = synthetic_clip(seed, i, frames, height, width)
+        record = synthetic_clip(seed, i, frames, height, width, ball_hold=ball_hold)
         name = f"synthetic_{i:04d}"
         write_clip(os.path.join(root, name), record)
         entries.append({"name": name, "frames": record.num_frames, "fps": record.fps, "source": record.source})

@@ -27,6 +27,7 @@ import time
 from ..atomic import check_output_file, check_output_folder
 from ..errors import AA2Error
 from ..pipeline.options import Schedule
+from .blend_init import BLEND_INITS
 from .modules import GROUPS, parse_groups, parse_lr_scales
 from .optim import OPTIMIZERS, check_optimizer
 from .step import clip_conditions  # noqa: F401  (tests/test_prepare.py checks the trainer's prepare path through it)
@@ -91,6 +92,10 @@ def parser() -> argparse.ArgumentParser:
                         help="Animate-X explicit pose indicator augmentation (--no-pose-indicator: off)")
     recipe.add_argument("--reference-background", default="colour", choices=["colour", "other_clip"],
                         help="the centre-cropped reference's new background: a random plain colour or a frame of another clip")
+    recipe.add_argument("--blend-init", default="auto", choices=BLEND_INITS,
+                        help="the object guider's spatial blends at the start: paper (alpha 0.5 from step 1, the guider "
+                             "learns at once), identity (the base's output kept exactly), auto: paper when the "
+                             "DenoisingNet's base trains too (--modules all), else identity; only fresh blends")
     recipe.add_argument("--uncond-prob", type=_float(0, 1), default=0.1,
                         help="probability of dropping the reference and image embedding together (classifier-free guidance)")
     recipe.add_argument("--schedule", default=Schedule.MOORE.value, choices=Schedule.values(), help="noise schedule of the objective")
